@@ -1,0 +1,209 @@
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+
+use crate::{IoError, RangeReader};
+
+/// Block cache settings of a [`BlockingReader`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlockingReaderConfig {
+    /// Size of one cached block; also the smallest request made.
+    pub block_size: u64,
+    /// Blocks fetched after a miss beyond those asked for (read-ahead: metadata tends to
+    /// be read front to back).
+    pub read_ahead_blocks: u64,
+    /// Most blocks kept in memory; the least recently used go first.
+    pub max_blocks: usize,
+}
+
+impl Default for BlockingReaderConfig {
+    fn default() -> Self {
+        BlockingReaderConfig {
+            block_size: 256 * 1024,
+            read_ahead_blocks: 3,
+            max_blocks: 256,
+        }
+    }
+}
+
+/// Synchronous reads for parsers that run off the async runtime (in `spawn_blocking`),
+/// served from a block cache filled by ranged requests on the runtime.
+pub struct BlockingReader {
+    reader: RangeReader,
+    handle: Handle,
+    config: BlockingReaderConfig,
+    cache: Mutex<BlockCache>,
+}
+
+#[derive(Default)]
+struct BlockCache {
+    blocks: std::collections::HashMap<u64, (Bytes, u64)>,
+    clock: u64,
+}
+
+impl BlockCache {
+    fn get(&mut self, index: u64) -> Option<Bytes> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.blocks.get_mut(&index).map(|(b, used)| {
+            *used = clock;
+            b.clone()
+        })
+    }
+
+    fn insert(&mut self, index: u64, block: Bytes, max_blocks: usize) {
+        self.clock += 1;
+        if self.blocks.len() >= max_blocks
+            && let Some((&oldest, _)) = self.blocks.iter().min_by_key(|(_, (_, used))| *used)
+        {
+            self.blocks.remove(&oldest);
+        }
+        self.blocks.insert(index, (block, self.clock));
+    }
+}
+
+impl BlockingReader {
+    /// Must be created on (or with a handle to) a multi-threaded tokio runtime; its reads
+    /// must then happen on a thread outside the runtime's workers.
+    pub fn new(reader: RangeReader, handle: Handle, config: BlockingReaderConfig) -> Arc<Self> {
+        let config = BlockingReaderConfig {
+            block_size: config.block_size.max(4096),
+            max_blocks: config.max_blocks.max(4),
+            ..config
+        };
+        Arc::new(BlockingReader {
+            reader,
+            handle,
+            config,
+            cache: Mutex::new(BlockCache::default()),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.reader.size()
+    }
+
+    pub fn reader(&self) -> &RangeReader {
+        &self.reader
+    }
+
+    /// Reads `len` bytes at `offset`, failing when the range passes the end of the object.
+    pub fn read(&self, offset: u64, len: u64) -> Result<Bytes, IoError> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| IoError::OutOfBounds {
+                url: self.reader.url().to_string(),
+                offset,
+                end: u64::MAX,
+                size: self.size(),
+            })?;
+        if end > self.size() {
+            return Err(IoError::OutOfBounds {
+                url: self.reader.url().to_string(),
+                offset,
+                end,
+                size: self.size(),
+            });
+        }
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let bs = self.config.block_size;
+        let first = offset / bs;
+        let last = (end - 1) / bs;
+        let mut blocks: Vec<Bytes> = Vec::with_capacity((last - first + 1) as usize);
+        let mut missing_from: Option<u64> = None;
+        {
+            let mut cache = self.cache.lock();
+            for i in first..=last {
+                match cache.get(i) {
+                    Some(b) if missing_from.is_none() => blocks.push(b),
+                    _ => {
+                        missing_from.get_or_insert(i);
+                    }
+                }
+            }
+        }
+        if let Some(from) = missing_from {
+            let n_blocks = self.size().div_ceil(bs);
+            let to = (last + 1 + self.config.read_ahead_blocks).min(n_blocks);
+            let fetched = self.fetch_blocks(from, to)?;
+            let mut cache = self.cache.lock();
+            for (i, block) in (from..to).zip(fetched) {
+                if i <= last {
+                    blocks.push(block.clone());
+                }
+                cache.insert(i, block, self.config.max_blocks);
+            }
+        }
+        let start_in_first = (offset - first * bs) as usize;
+        if blocks.len() == 1 {
+            return Ok(blocks[0].slice(start_in_first..start_in_first + len as usize));
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        let mut remaining = len as usize;
+        for (k, b) in blocks.iter().enumerate() {
+            let from = if k == 0 { start_in_first } else { 0 };
+            let take = (b.len() - from).min(remaining);
+            out.extend_from_slice(&b[from..from + take]);
+            remaining -= take;
+        }
+        Ok(out.freeze())
+    }
+
+    fn fetch_blocks(&self, from: u64, to: u64) -> Result<Vec<Bytes>, IoError> {
+        let bs = self.config.block_size;
+        let range = from * bs..(to * bs).min(self.size());
+        let reader = self.reader.clone();
+        let bytes = self
+            .handle
+            .block_on(async move { reader.read(range).await })?;
+        Ok((0..(to - from))
+            .map(|k| {
+                let s = (k * bs) as usize;
+                bytes.slice(s..((k + 1) * bs).min(bytes.len() as u64) as usize)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Location;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_reads_across_blocks_from_few_requests() {
+        let path = std::env::temp_dir().join(format!("zarrstac-blocking-{}", std::process::id()));
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let reader = RangeReader::open(Location::parse(path.to_str().unwrap()).unwrap())
+            .await
+            .unwrap();
+        let blocking = BlockingReader::new(
+            reader,
+            Handle::current(),
+            BlockingReaderConfig {
+                block_size: 4096,
+                read_ahead_blocks: 2,
+                max_blocks: 8,
+            },
+        );
+        let b2 = blocking.clone();
+        let data2 = data.clone();
+        tokio::task::spawn_blocking(move || {
+            for (off, len) in [(0u64, 10u64), (4000, 200), (8190, 5000), (99_990, 10)] {
+                let got = b2.read(off, len).unwrap();
+                assert_eq!(&got[..], &data2[off as usize..(off + len) as usize]);
+            }
+            assert!(b2.read(99_995, 10).is_err());
+        })
+        .await
+        .unwrap();
+        // 0..3 blocks with read-ahead cover the first three reads in one request.
+        assert!(blocking.reader().stats().requests() <= 3);
+        std::fs::remove_file(path).ok();
+    }
+}

@@ -1,0 +1,54 @@
+//! Object-store access for zarrstac.
+//!
+//! [`Location`] turns a local path or URL into an object store and a path in it;
+//! [`RangeReader`] reads byte ranges of one object and counts requests and bytes;
+//! [`BlockingReader`] serves synchronous parsers (run off the async runtime) from a
+//! block cache with read-ahead, so a parser walking a file's metadata costs a few
+//! large range requests instead of thousands of small ones.
+
+mod blocking;
+mod location;
+mod reader;
+
+pub use blocking::{BlockingReader, BlockingReaderConfig};
+pub use location::{Location, LocationError};
+pub use reader::{RangeReader, ReadStats};
+
+/// Errors of reading from an object store.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("{url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{url}: range {offset}..{end} lies beyond the end of the object ({size} bytes)")]
+    OutOfBounds {
+        url: String,
+        offset: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("{url}: the async runtime is gone; cannot read")]
+    RuntimeGone { url: String },
+}
+
+impl IoError {
+    /// True when retrying the same read may succeed (network trouble, throttling),
+    /// false for errors a retry cannot fix (missing object, bad range).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IoError::Store { source, .. } => !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
+            IoError::OutOfBounds { .. } => false,
+            IoError::RuntimeGone { .. } => true,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use url::Url;
+
+/// A local path or URL resolved to an object store and a path inside it.
+#[derive(Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+    /// Absolute URL of the object (`file:///...` for local files).
+    pub url: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("{input}: not a valid URL or path: {reason}")]
+    Invalid { input: String, reason: String },
+    #[error(
+        "{input}: unsupported URL scheme '{scheme}' (use a path, file://, s3://, gs://, az://, abfs://, http:// or https://)"
+    )]
+    UnsupportedScheme { input: String, scheme: String },
+    #[error("{input}: cannot configure the object store: {source}")]
+    Store {
+        input: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl Location {
+    /// Resolves `input`: an absolute or relative local path, or a URL. Credentials and
+    /// endpoints for cloud stores come from the usual environment variables
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`), as the providers' own tools read them.
+    pub fn parse(input: &str) -> Result<Location, LocationError> {
+        let invalid = |reason: String| LocationError::Invalid {
+            input: input.to_string(),
+            reason,
+        };
+        let store_err = |source| LocationError::Store {
+            input: input.to_string(),
+            source,
+        };
+        let looks_like_url = input.contains("://");
+        if !looks_like_url {
+            return Self::local(input);
+        }
+        let url = Url::parse(input).map_err(|e| invalid(e.to_string()))?;
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| invalid("not a local file URL".into()))?;
+                Self::local(&path.to_string_lossy())
+            }
+            "s3" | "s3a" => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(input)
+                    .build()
+                    .map_err(store_err)?;
+                Ok(Self::remote(Arc::new(store), &url, input))
+            }
+            "gs" => {
+                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(input)
+                    .build()
+                    .map_err(store_err)?;
+                Ok(Self::remote(Arc::new(store), &url, input))
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(input)
+                    .build()
+                    .map_err(store_err)?;
+                Ok(Self::remote(Arc::new(store), &url, input))
+            }
+            "http" | "https" => {
+                let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
+                    + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let store = object_store::http::HttpBuilder::new()
+                    .with_url(base)
+                    .build()
+                    .map_err(store_err)?;
+                Ok(Self::remote(Arc::new(store), &url, input))
+            }
+            other => Err(LocationError::UnsupportedScheme {
+                input: input.to_string(),
+                scheme: other.to_string(),
+            }),
+        }
+    }
+
+    fn remote(store: Arc<dyn ObjectStore>, url: &Url, input: &str) -> Location {
+        let key = url.path().trim_start_matches('/');
+        // For http(s) and bucket URLs the store is rooted at the host/bucket; the path is the rest.
+        let path = Path::from_url_path(key).unwrap_or_else(|_| Path::from(key));
+        Location {
+            store,
+            path,
+            url: input.to_string(),
+        }
+    }
+
+    fn local(input: &str) -> Result<Location, LocationError> {
+        let invalid = |reason: String| LocationError::Invalid {
+            input: input.to_string(),
+            reason,
+        };
+        let p = std::path::Path::new(input);
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| invalid(e.to_string()))?
+                .join(p)
+        };
+        // Canonical where it exists (so references name the real file); as given otherwise,
+        // e.g. for an output not yet written.
+        let abs = abs.canonicalize().unwrap_or(abs);
+        let url = Url::from_file_path(&abs)
+            .map_err(|_| invalid("cannot express as a file URL".into()))?;
+        let path = Path::from_absolute_path(&abs).map_err(|e| invalid(e.to_string()))?;
+        Ok(Location {
+            store: Arc::new(object_store::local::LocalFileSystem::new()),
+            path,
+            url: url.to_string(),
+        })
+    }
+
+    /// The last path segment (the file name).
+    pub fn file_name(&self) -> &str {
+        self.url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.url)
+    }
+
+    /// A location for `name` inside this one, taken as a directory.
+    pub fn join(&self, name: &str) -> Location {
+        let mut path = self.path.clone();
+        for part in name.split('/').filter(|s| !s.is_empty()) {
+            path = path.clone().join(part);
+        }
+        let url = format!("{}/{}", self.url.trim_end_matches('/'), name);
+        Location {
+            store: self.store.clone(),
+            path,
+            url,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_become_absolute_file_urls() {
+        let loc = Location::parse("Cargo.toml").unwrap();
+        assert!(loc.url.starts_with("file:///"), "{}", loc.url);
+        assert!(loc.url.ends_with("/Cargo.toml"));
+        assert_eq!(loc.file_name(), "Cargo.toml");
+    }
+
+    #[test]
+    fn unknown_scheme_is_refused_with_the_scheme_named() {
+        let err = Location::parse("ftp://host/x.nc").unwrap_err();
+        assert!(err.to_string().contains("'ftp'"), "{err}");
+    }
+
+    #[test]
+    fn s3_urls_keep_the_key_as_path() {
+        let loc = Location::parse("s3://bucket/dir/a%20b.nc").unwrap();
+        assert_eq!(loc.url, "s3://bucket/dir/a%20b.nc");
+        assert_eq!(loc.path.as_ref(), "dir/a b.nc");
+    }
+}

@@ -1,0 +1,177 @@
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+
+use crate::{IoError, Location};
+
+/// Counts of what reading one object cost.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ReadStats {
+    pub fn record(&self, bytes: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Range requests made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    /// Bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads byte ranges of one object, counting requests and bytes.
+#[derive(Clone, Debug)]
+pub struct RangeReader {
+    location: Location,
+    size: u64,
+    stats: Arc<ReadStats>,
+}
+
+impl RangeReader {
+    /// Opens `location`, learning its size with one metadata request.
+    pub async fn open(location: Location) -> Result<RangeReader, IoError> {
+        let meta = location
+            .store
+            .head(&location.path)
+            .await
+            .map_err(|source| IoError::Store {
+                url: location.url.clone(),
+                source,
+            })?;
+        Ok(RangeReader {
+            size: meta.size,
+            location,
+            stats: Arc::new(ReadStats::default()),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn url(&self) -> &str {
+        &self.location.url
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn stats(&self) -> &Arc<ReadStats> {
+        &self.stats
+    }
+
+    fn check(&self, range: &Range<u64>) -> Result<(), IoError> {
+        if range.start > range.end || range.end > self.size {
+            return Err(IoError::OutOfBounds {
+                url: self.location.url.clone(),
+                offset: range.start,
+                end: range.end,
+                size: self.size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads `range`, which must lie inside the object.
+    pub async fn read(&self, range: Range<u64>) -> Result<Bytes, IoError> {
+        self.check(&range)?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let bytes = self
+            .location
+            .store
+            .get_range(&self.location.path, range.clone())
+            .await
+            .map_err(|source| IoError::Store {
+                url: self.location.url.clone(),
+                source,
+            })?;
+        self.stats.record(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Reads many ranges; the store merges nearby ones into fewer requests.
+    pub async fn read_many(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, IoError> {
+        for r in ranges {
+            self.check(r)?;
+        }
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let merged = merged_request_count(ranges);
+        let out = self
+            .location
+            .store
+            .get_ranges(&self.location.path, ranges)
+            .await
+            .map_err(|source| IoError::Store {
+                url: self.location.url.clone(),
+                source,
+            })?;
+        let total: u64 = out.iter().map(|b| b.len() as u64).sum();
+        // get_ranges coalesces internally; count the requests it makes, not the ranges asked.
+        for _ in 1..merged {
+            self.stats.record(0);
+        }
+        self.stats.record(total);
+        Ok(out)
+    }
+}
+
+/// How many requests `get_ranges` makes for `ranges`: it merges ranges closer than 1 MiB.
+fn merged_request_count(ranges: &[Range<u64>]) -> u64 {
+    const GAP: u64 = 1024 * 1024;
+    let mut sorted: Vec<&Range<u64>> = ranges.iter().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut count = 0;
+    let mut end: Option<u64> = None;
+    for r in sorted {
+        match end {
+            Some(e) if r.start <= e.saturating_add(GAP) => end = Some(e.max(r.end)),
+            _ => {
+                count += 1;
+                end = Some(r.end);
+            }
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_ranges_and_counts_them() {
+        let reader = RangeReader::open(Location::parse("Cargo.toml").unwrap())
+            .await
+            .unwrap();
+        let head = reader.read(0..9).await.unwrap();
+        assert_eq!(&head[..], b"[package]");
+        assert_eq!(reader.stats().requests(), 1);
+        assert_eq!(reader.stats().bytes(), 9);
+        let err = reader.read(0..reader.size() + 1).await.unwrap_err();
+        assert!(err.to_string().contains("beyond the end"), "{err}");
+        let many = reader.read_many(&[0..1, 2..3]).await.unwrap();
+        assert_eq!(many.len(), 2);
+        assert_eq!(reader.stats().requests(), 2);
+    }
+
+    #[test]
+    fn nearby_ranges_count_as_one_request() {
+        assert_eq!(merged_request_count(&[0..10, 20..30]), 1);
+        assert_eq!(merged_request_count(&[0..10, 10_000_000..10_000_010]), 2);
+    }
+}

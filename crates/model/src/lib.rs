@@ -1,0 +1,165 @@
+//! The neutral Dataset model at the centre of zarrstac.
+//!
+//! Readers (HDF5, NetCDF-3, Zarr) produce a [`Dataset`]; writers (kerchunk references,
+//! STAC items) consume it. Nothing here knows about a file format or a catalog: a
+//! dataset is a tree of groups holding arrays, each array with its element type,
+//! shape, chunking, codecs, fill value, dimension names, attributes and a manifest
+//! that says where every stored chunk lives.
+
+mod attrs;
+mod codec;
+mod dtype;
+mod manifest;
+
+pub use attrs::{AttrValue, Attributes};
+pub use codec::Codec;
+pub use dtype::{ByteOrder, CompoundField, DataType, FillValue};
+pub use manifest::{ChunkManifest, ChunkRef, ManifestError};
+
+/// What kind of source a dataset was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// NetCDF classic (CDF-1).
+    NetCdf3Classic,
+    /// NetCDF 64-bit offset (CDF-2).
+    NetCdf3Offset64,
+    /// NetCDF 64-bit data (CDF-5).
+    NetCdf3Data64,
+    /// NetCDF-4 (an HDF5 file following the netCDF-4 conventions).
+    NetCdf4,
+    /// Any other HDF5 file.
+    Hdf5,
+    /// A Zarr store.
+    Zarr,
+}
+
+impl SourceFormat {
+    /// True for the formats whose variables follow netCDF conventions (default fill values,
+    /// named dimensions).
+    pub fn is_netcdf(self) -> bool {
+        !matches!(self, SourceFormat::Hdf5 | SourceFormat::Zarr)
+    }
+}
+
+/// One source file (or store) as a tree of groups and arrays.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Absolute URL of the source, the default target of every chunk reference.
+    pub source_url: String,
+    /// Size of the source in bytes.
+    pub source_size: u64,
+    pub format: SourceFormat,
+    pub root: Group,
+    /// Variables that could not be represented, with the reason. Never empty silently:
+    /// every variable of the source is either an array in the tree or listed here.
+    pub refused: Vec<Refusal>,
+}
+
+impl Dataset {
+    /// Every array in the dataset with its path from the root (`group/sub/name`).
+    pub fn arrays(&self) -> Vec<(String, &Array)> {
+        let mut out = Vec::new();
+        self.root.collect_arrays("", &mut out);
+        out
+    }
+}
+
+/// A variable the reader could not turn into an array, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Path of the variable from the root.
+    pub path: String,
+    pub reason: String,
+}
+
+/// A group: attributes, child groups and arrays.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub name: String,
+    pub attributes: Attributes,
+    pub groups: Vec<Group>,
+    pub arrays: Vec<Array>,
+}
+
+impl Group {
+    pub fn new(name: impl Into<String>) -> Self {
+        Group {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn collect_arrays<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Array)>) {
+        for array in &self.arrays {
+            out.push((join_path(prefix, &array.name), array));
+        }
+        for group in &self.groups {
+            group.collect_arrays(&join_path(prefix, &group.name), out);
+        }
+    }
+
+    /// Every group below this one (itself first) with its path from here.
+    pub fn walk_groups(&self) -> Vec<(String, &Group)> {
+        let mut out = vec![(String::new(), self)];
+        let mut i = 0;
+        while i < out.len() {
+            let (path, group) = (out[i].0.clone(), out[i].1);
+            for child in &group.groups {
+                out.push((join_path(&path, &child.name), child));
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+/// `prefix/name`, or `name` at the root.
+pub fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// An n-dimensional array with its chunk manifest.
+#[derive(Debug, Clone)]
+pub struct Array {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<u64>,
+    /// Chunk shape; equals `shape` for unchunked (contiguous or compact) storage.
+    /// A scalar has empty `shape` and `chunk_shape`.
+    pub chunk_shape: Vec<u64>,
+    /// One name per axis.
+    pub dimensions: Vec<String>,
+    /// Codecs in encoding order (the order the writer applied them).
+    pub codecs: Vec<Codec>,
+    /// Value of elements never written (missing chunks read back as this).
+    pub fill_value: Option<FillValue>,
+    pub attributes: Attributes,
+    pub manifest: ChunkManifest,
+    /// Why the reader decoded this array's data into the manifest instead of
+    /// referencing the source bytes (an unsupported codec, compact storage ...).
+    pub materialized: Option<String>,
+}
+
+impl Array {
+    /// Number of chunks along each axis.
+    pub fn chunk_grid(&self) -> Vec<u64> {
+        self.shape
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(&n, &c)| if c == 0 { 0 } else { n.div_ceil(c) })
+            .collect()
+    }
+
+    /// Uncompressed size of one chunk in bytes, when the element size is fixed.
+    pub fn chunk_bytes(&self) -> Option<u64> {
+        let item = self.dtype.item_size()?;
+        self.chunk_shape
+            .iter()
+            .try_fold(item, |acc, &c| acc.checked_mul(c))
+    }
+}

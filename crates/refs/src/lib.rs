@@ -1,0 +1,13 @@
+//! Virtual Zarr references from the Dataset model.
+//!
+//! [`kerchunk`] writes kerchunk JSON v1 (Zarr v2 keys, numcodecs codec ids, absolute
+//! source URLs); [`inline`] moves small chunks into the references before writing;
+//! [`report`] says, per variable, what the references hold.
+
+pub mod inline;
+pub mod kerchunk;
+pub mod report;
+
+pub use inline::inline_small_chunks;
+pub use kerchunk::{KerchunkError, write_kerchunk};
+pub use report::{VariableOutcome, VariableReport, report};
