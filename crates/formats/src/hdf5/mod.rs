@@ -44,13 +44,10 @@ const HIDDEN_ATTRIBUTES: &[&str] = &[
 
 const BARE_DIMENSION_MARK: &str = "This is a netCDF dimension but not a netCDF variable";
 
-pub(crate) fn read(
-    reader: Arc<BlockingReader>,
-    options: &ScanOptions,
-) -> Result<Dataset, ScanError> {
+/// Opens an HDF5 file through the block-cached reader and checks it is not truncated.
+fn open(reader: &Arc<BlockingReader>, options: &ScanOptions) -> Result<Hdf5File, ScanError> {
     let url = reader.reader().url().to_string();
     let size = reader.size();
-    let corrupt = |e: hdf5_reader::error::Error| to_scan_error(&url, size, e);
     let storage = Arc::new(storage::ObjectStorage(reader.clone()));
     let open = OpenOptions {
         filter_registry: Some(filters::decoders(options.materialize_limit)),
@@ -59,7 +56,8 @@ pub(crate) fn read(
         max_chunk_bytes: (options.materialize_limit as usize).max(1 << 20),
         ..OpenOptions::default()
     };
-    let file = Hdf5File::from_storage_with_options(storage, open).map_err(corrupt)?;
+    let file = Hdf5File::from_storage_with_options(storage, open)
+        .map_err(|e| to_scan_error(&url, size, e))?;
     let sb = file.superblock();
     let eof = sb.eof_address.saturating_add(sb.base_address);
     if sb.eof_address != u64::MAX && eof > size {
@@ -68,6 +66,76 @@ pub(crate) fn read(
             detail: format!("the superblock records {eof} bytes, the file has {size}"),
         });
     }
+    Ok(file)
+}
+
+/// The chunk table of every chunked dataset (path, chunks in index order), as the
+/// file's chunk indexes record it. Used to check our index walkers against libhdf5.
+pub async fn chunk_table(
+    reader: zarrstac_io::RangeReader,
+) -> Result<Vec<(String, Vec<ChunkInfo>)>, ScanError> {
+    let blocking = BlockingReader::new(
+        reader,
+        tokio::runtime::Handle::current(),
+        zarrstac_io::BlockingReaderConfig::default(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let url = blocking.reader().url().to_string();
+        let size = blocking.size();
+        let err = |e| to_scan_error(&url, size, e);
+        let file = open(&blocking, &ScanOptions::default())?;
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), file.root_group().map_err(err)?)];
+        let mut seen = HashSet::new();
+        while let Some((path, group)) = stack.pop() {
+            if !seen.insert(group.address()) {
+                continue;
+            }
+            let (groups, datasets) = group.members().map_err(err)?;
+            for ds in datasets {
+                let name = zarrstac_model::join_path(&path, base_name(ds.name()));
+                let header = file.get_or_parse_header(ds.address()).map_err(err)?;
+                let Some(layout) = header.messages.iter().find_map(|m| match m {
+                    HdfMessage::DataLayout(l) => Some(l.layout.clone()),
+                    _ => None,
+                }) else {
+                    continue;
+                };
+                if !matches!(
+                    layout,
+                    hdf5_reader::messages::layout::DataLayout::Chunked { .. }
+                ) {
+                    continue;
+                }
+                let item = hdf5_reader::dtype_element_size(ds.dtype()).unwrap_or(1) as u64;
+                let chunks = chunk_infos(&file, &layout, ds.shape(), ds.max_dims(), item).map_err(
+                    |detail| ScanError::Corrupt {
+                        url: url.clone(),
+                        format: "HDF5",
+                        detail: format!("{name}: {detail}"),
+                    },
+                )?;
+                out.push((name, chunks));
+            }
+            for g in groups {
+                stack.push((zarrstac_model::join_path(&path, base_name(g.name())), g));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ScanError::Internal(format!("reader task failed: {e}")))?
+}
+
+pub(crate) fn read(
+    reader: Arc<BlockingReader>,
+    options: &ScanOptions,
+) -> Result<Dataset, ScanError> {
+    let url = reader.reader().url().to_string();
+    let size = reader.size();
+    let corrupt = |e: hdf5_reader::error::Error| to_scan_error(&url, size, e);
+    let file = open(&reader, options)?;
     let root = file.root_group().map_err(corrupt)?;
     let root_attrs = root.attributes().map_err(corrupt)?;
     let is_netcdf = root_attrs
@@ -272,10 +340,10 @@ impl Walk<'_> {
         }
         let layout = layout.ok_or_else(|| Refused("dataset has no data layout message".into()))?;
 
-        let name = name
-            .strip_prefix("_nc4_non_coord_")
-            .unwrap_or(name)
-            .to_string();
+        // netCDF-4 names a variable `_nc4_non_coord_<name>` when it shares its name with a
+        // dimension it is not the coordinate of. The stored name is kept: as `<name>` it
+        // would clash with the dimension and the group would not open in xarray.
+        let name = name.to_string();
         let dimensions = match nc_var {
             Some(v) if v.dimensions.len() == shape.len() => {
                 v.dimensions.iter().map(|d| d.name.clone()).collect()
