@@ -1,0 +1,156 @@
+"""`zarrstac refs` on s3:// URLs, against a real S3 server (s3s-fs) on loopback.
+
+The references written from S3 must equal those written from the same file on local disk,
+once the source URL (s3://BUCKET/KEY against file:///abs/path) is swapped.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import FIXTURES, file_url
+
+BUCKET = "zarrstac-test"
+ACCESS_KEY = "zarrstac-access"
+SECRET_KEY = "zarrstac-secret-key"
+# NetCDF-3 (CDF-1, CDF-2, CDF-5), NetCDF-4 (real CMIP6, nested groups) and HDF5 (all chunk indexes, filters)
+S3_SOURCES = [
+    "shared/cmip5-netcdf3-series/tas_Amon_HadGEM2-ES_rcp85_r1i1p1_229912-229912.nc",
+    "shared/netcdf3/ref_nctest_64bit_offset.nc",
+    "generated/cdf5.nc",
+    "shared/cmip6/o3_Amon_GFDL-ESM4_historical_r1i1p1f1_gr1_185001-194912.nc",
+    "generated/groups.nc",
+    "generated/chunk_indexes.h5",
+    "generated/filters.h5",
+]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    binary = shutil.which("s3s-fs")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
+        pytest.skip("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
+    root = tmp_path_factory.mktemp("s3root")
+    for rel in S3_SOURCES:  # s3s-fs serves ROOT/BUCKET/KEY as object KEY of bucket BUCKET
+        dest = root / BUCKET / "fixtures" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / rel, dest)
+    port = _free_port()
+    log = open(root.parent / "s3s-fs.log", "w+")
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--access-key", ACCESS_KEY,
+                             "--secret-key", SECRET_KEY, str(root)], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"s3s-fs exited with {proc.returncode}:\n{log.read()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"s3s-fs did not listen on 127.0.0.1:{port} within 15 s")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def s3_env(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key, AWS_REGION="us-east-1",
+               AWS_ENDPOINT=endpoint, AWS_ALLOW_HTTP="true")
+    return env
+
+
+def _first_difference(a, b, path="refs"):
+    if type(a) is not type(b):
+        return f"{path}: {a!r:.200} != {b!r:.200}"
+    if isinstance(a, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}[{k!r}] only in the {'local' if k in a else 's3'} references"
+            d = _first_difference(a[k], b[k], f"{path}[{k!r}]")
+            if d:
+                return d
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f"{path}: {a!r:.200} != {b!r:.200}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path}: {a!r:.200} != {b!r:.200}"
+
+
+@pytest.mark.parametrize("rel", S3_SOURCES)
+def test_s3_matches_local(zarrstac, s3_server, rel, tmp_path):
+    source = FIXTURES / rel
+    s3_url = f"s3://{BUCKET}/fixtures/{rel}"
+
+    local = zarrstac.refs(source, tmp_path / "local.json")
+    assert local.returncode == 0, local.stderr
+    remote = zarrstac.refs(s3_url, tmp_path / "s3.json", env=s3_env(s3_server))
+    assert remote.returncode == 0, remote.stderr
+    assert "panicked" not in remote.stderr, remote.stderr
+
+    local_text = (tmp_path / "local.json").read_text()
+    remote_doc = json.loads((tmp_path / "s3.json").read_text())
+    # swap the URL inside the JSON text, so that it is replaced wherever the tool wrote it
+    expected = json.loads(local_text.replace(json.dumps(file_url(source))[1:-1], json.dumps(s3_url)[1:-1]))
+    assert s3_url in (tmp_path / "s3.json").read_text() or not any(
+        isinstance(v, list) for v in remote_doc["refs"].values()), "the S3 references do not name the S3 URL"
+    diff = _first_difference(expected, remote_doc)
+    assert diff is None, f"S3 references differ from the local ones: {diff}"
+    # the per-variable report is the same wherever the file lives
+    assert sorted(local.stderr.splitlines()) == sorted(remote.stderr.splitlines())
+
+
+def test_s3_all_referenced_matches_local(zarrstac, s3_server, tmp_path):
+    """Every chunk as a byte-range reference: thousands of offsets read through ranged GETs."""
+    rel = "generated/chunk_indexes.h5"
+    source = FIXTURES / rel
+    s3_url = f"s3://{BUCKET}/fixtures/{rel}"
+    local = zarrstac.refs(source, tmp_path / "local.json", "--inline-threshold", "0")
+    remote = zarrstac.refs(s3_url, tmp_path / "s3.json", "--inline-threshold", "0", env=s3_env(s3_server))
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    expected = (tmp_path / "local.json").read_text().replace(file_url(source), s3_url)
+    diff = _first_difference(json.loads(expected), json.loads((tmp_path / "s3.json").read_text()))
+    assert diff is None, diff
+
+
+def test_s3_missing_object_is_an_error(zarrstac, s3_server, tmp_path):
+    proc = zarrstac.refs(f"s3://{BUCKET}/fixtures/no/such/file.nc", tmp_path / "out.json", env=s3_env(s3_server))
+    assert proc.returncode not in (0, 101) and proc.returncode > 0, proc.stderr
+    assert any(line.startswith("error:") for line in proc.stderr.splitlines()), proc.stderr
+    assert "panicked" not in proc.stderr
+
+
+def test_s3_bad_credentials_are_an_error(zarrstac, s3_server, tmp_path):
+    rel = S3_SOURCES[0]
+    proc = zarrstac.refs(f"s3://{BUCKET}/fixtures/{rel}", tmp_path / "out.json",
+                         env=s3_env(s3_server, secret_key="not-the-secret"), timeout=120)
+    assert proc.returncode not in (0, 101) and proc.returncode > 0, proc.stderr
+    assert any(line.startswith("error:") for line in proc.stderr.splitlines()), proc.stderr
