@@ -9,6 +9,7 @@ mod error;
 pub mod hdf5;
 pub mod netcdf3;
 mod options;
+pub mod zarr;
 
 use std::sync::Arc;
 

@@ -29,11 +29,10 @@ fn hdf5_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn libhdf5_table(path: &Path) -> Vec<(String, Vec<ChunkInfo>)> {
     let file = hdf5::File::open(path).unwrap();
     let mut out = Vec::new();
-    let mut stack = vec![(String::new(), file.as_group().unwrap())];
-    while let Some((prefix, group)) = stack.pop() {
+    let mut stack = vec![file.as_group().unwrap()];
+    while let Some(group) = stack.pop() {
         for ds in group.datasets().unwrap() {
             let name = ds.name().trim_start_matches('/').to_string();
-            let _ = &prefix;
             if !ds.is_chunked() {
                 continue;
             }
@@ -42,20 +41,17 @@ fn libhdf5_table(path: &Path) -> Vec<(String, Vec<ChunkInfo>)> {
                 .map(|i| {
                     let c = ds.chunk_info(i).expect("chunk info");
                     ChunkInfo {
-                        offsets: c.offset.iter().map(|&o| o as u64).collect(),
-                        address: c.addr as u64,
-                        size: c.size as u64,
-                        filter_mask: c.filter_mask as u32,
+                        offsets: c.offset.clone(),
+                        address: c.addr,
+                        size: c.size,
+                        filter_mask: c.filter_mask,
                     }
                 })
                 .collect();
             chunks.sort_by(|a, b| a.offsets.cmp(&b.offsets));
             out.push((name, chunks));
         }
-        for g in group.groups().unwrap() {
-            let name = g.name();
-            stack.push((name, g));
-        }
+        stack.extend(group.groups().unwrap());
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out

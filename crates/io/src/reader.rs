@@ -34,6 +34,8 @@ impl ReadStats {
 pub struct RangeReader {
     location: Location,
     size: u64,
+    /// Last modification as the store reports it, RFC 3339 (UTC, seconds).
+    last_modified: String,
     stats: Arc<ReadStats>,
 }
 
@@ -50,6 +52,9 @@ impl RangeReader {
             })?;
         Ok(RangeReader {
             size: meta.size,
+            last_modified: meta
+                .last_modified
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             location,
             stats: Arc::new(ReadStats::default()),
         })
@@ -57,6 +62,11 @@ impl RangeReader {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// When the object was last modified (RFC 3339, UTC).
+    pub fn last_modified(&self) -> &str {
+        &self.last_modified
     }
 
     pub fn url(&self) -> &str {

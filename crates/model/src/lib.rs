@@ -13,7 +13,7 @@ mod manifest;
 
 pub use attrs::{AttrValue, Attributes};
 pub use codec::Codec;
-pub use dtype::{ByteOrder, CompoundField, DataType, FillValue};
+pub use dtype::{ByteOrder, CompoundField, DataType, FillValue, decode_numbers};
 pub use manifest::{ChunkManifest, ChunkRef, ManifestError};
 
 /// What kind of source a dataset was read from.
@@ -143,6 +143,9 @@ pub struct Array {
     /// Why the reader decoded this array's data into the manifest instead of
     /// referencing the source bytes (an unsupported codec, compact storage ...).
     pub materialized: Option<String>,
+    /// Raw (not CF-decoded) values of a small one-dimensional coordinate variable, read
+    /// by the reader so that metadata builders (extents, steps) need not fetch data.
+    pub coordinate_values: Option<Vec<f64>>,
 }
 
 impl Array {
@@ -153,6 +156,24 @@ impl Array {
             .zip(&self.chunk_shape)
             .map(|(&n, &c)| if c == 0 { 0 } else { n.div_ceil(c) })
             .collect()
+    }
+
+    /// True for a netCDF coordinate variable: one axis, named like its dimension.
+    pub fn is_coordinate(&self) -> bool {
+        self.dimensions.len() == 1 && self.dimensions[0] == self.name
+    }
+
+    /// Whether a reader should fill [`Self::coordinate_values`]: a numeric 1-D array of at
+    /// most a million elements that is a coordinate variable or says it is an axis.
+    pub fn wants_coordinate_values(&self) -> bool {
+        const MAX: u64 = 1_000_000;
+        if self.shape.len() != 1 || self.shape[0] > MAX || !self.dtype.is_numeric() {
+            return false;
+        }
+        let std_name = self.attributes.get("standard_name").and_then(|v| v.as_str());
+        self.is_coordinate()
+            || self.attributes.contains_key("axis")
+            || matches!(std_name, Some("latitude" | "longitude" | "time" | "projection_x_coordinate" | "projection_y_coordinate"))
     }
 
     /// Uncompressed size of one chunk in bytes, when the element size is fixed.

@@ -382,6 +382,7 @@ mod tests {
             attributes: attrs,
             manifest,
             materialized: None,
+            coordinate_values: None,
         };
         let mut root = Group::new("");
         root.attributes

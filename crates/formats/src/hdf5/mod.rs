@@ -398,6 +398,7 @@ impl Walk<'_> {
                 hdf5_reader::messages::layout::DataLayout::Compact { .. }
             )
             .then(|| "compact layout: the data is stored in the object header".to_string()),
+            coordinate_values: None,
         };
 
         // Why the stored bytes cannot be referenced as they are, if they cannot.
@@ -479,6 +480,14 @@ impl Walk<'_> {
                     None
                 }
             });
+        }
+        if array.wants_coordinate_values() {
+            // Decoded through hdf5-reader's filters; a coordinate it cannot decode simply
+            // has no values (extents then come from elsewhere).
+            array.coordinate_values = ds
+                .read_raw_bytes()
+                .ok()
+                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
         }
         Ok(array)
     }

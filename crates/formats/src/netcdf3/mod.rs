@@ -41,7 +41,12 @@ pub(crate) fn read(reader: &BlockingReader, version: u8) -> Result<Dataset, Scan
     let mut refused = Vec::new();
     for var in &header.variables {
         match variable_to_array(var, &header, stride, &url) {
-            Ok(array) => root.arrays.push(array),
+            Ok(mut array) => {
+                if array.wants_coordinate_values() {
+                    array.coordinate_values = read_values(reader, &array)?;
+                }
+                root.arrays.push(array)
+            }
             Err(VariableError::Refused(reason)) => refused.push(Refusal {
                 path: clean_name(&var.name).to_string(),
                 reason,
@@ -236,6 +241,7 @@ fn variable_to_array(
         attributes,
         manifest,
         materialized: None,
+        coordinate_values: None,
     })
 }
 
@@ -298,4 +304,15 @@ fn convert_value(v: &NcAttrValue) -> Option<AttrValue> {
 /// Names as netCDF-C reports them: some writers count a trailing NUL into a name's length.
 fn clean_name(name: &str) -> &str {
     name.trim_end_matches('\0')
+}
+
+/// The values of a (small) array, read chunk by chunk through the block cache.
+fn read_values(reader: &BlockingReader, array: &Array) -> Result<Option<Vec<f64>>, ScanError> {
+    let mut bytes = Vec::new();
+    for (_, chunk) in array.manifest.iter() {
+        if let ChunkRef::Range { offset, length, .. } = chunk {
+            bytes.extend_from_slice(&reader.read(*offset, *length)?);
+        }
+    }
+    Ok(zarrstac_model::decode_numbers(&bytes, &array.dtype))
 }

@@ -1,0 +1,1 @@
+//! Zarr v2 stores (EOPF products) into the Dataset model: metadata only.

@@ -1,0 +1,205 @@
+//! Items for single NetCDF/HDF5 files (CMIP6 and CMIP5 outputs included).
+
+use serde_json::{Map, Value, json};
+use zarrstac_model::{Dataset, SourceFormat};
+
+use crate::cf;
+use crate::item::*;
+
+/// Global attributes carried as `cmip6:*` properties, with integer-valued ones marked.
+const CMIP6_ATTRIBUTES: &[(&str, bool)] = &[
+    ("activity_id", false),
+    ("data_specs_version", false),
+    ("experiment", false),
+    ("experiment_id", false),
+    ("forcing_index", true),
+    ("frequency", false),
+    ("grid", false),
+    ("grid_label", false),
+    ("initialization_index", true),
+    ("institution", false),
+    ("institution_id", false),
+    ("license", false),
+    ("nominal_resolution", false),
+    ("physics_index", true),
+    ("product", false),
+    ("realization_index", true),
+    ("realm", false),
+    ("source", false),
+    ("source_id", false),
+    ("source_type", false),
+    ("sub_experiment", false),
+    ("sub_experiment_id", false),
+    ("table_id", false),
+    ("variable_id", false),
+    ("variant_label", false),
+];
+
+fn global<'a>(d: &'a Dataset, key: &str) -> Option<&'a str> {
+    d.root.attributes.get(key).and_then(|v| v.as_str())
+}
+
+/// The collection a file belongs to when the caller names none: its dataset family.
+pub fn family(d: &Dataset) -> String {
+    let lower = |s: &str| safe_id(&s.to_ascii_lowercase());
+    if global(d, "mip_era") == Some("CMIP6") {
+        if let (Some(t), Some(v)) = (global(d, "table_id"), global(d, "variable_id")) {
+            return format!("cmip6-{}-{}", lower(t), lower(v));
+        }
+        return "cmip6".into();
+    }
+    if let Some(p) = global(d, "project_id") {
+        if let (Some(f), Some(v)) = (global(d, "frequency"), d.arrays().iter().find(|(_, a)| !a.is_coordinate() && a.shape.len() >= 2).map(|(p, _)| p.clone())) {
+            return format!("{}-{}-{}", lower(p), lower(f), lower(&v));
+        }
+        return lower(p);
+    }
+    match d.format {
+        SourceFormat::NetCdf3Classic | SourceFormat::NetCdf3Offset64 | SourceFormat::NetCdf3Data64 => "netcdf3".into(),
+        SourceFormat::NetCdf4 => "netcdf4".into(),
+        SourceFormat::Hdf5 => "hdf5".into(),
+        SourceFormat::Zarr => "zarr".into(),
+    }
+}
+
+fn file_stem(url: &str) -> &str {
+    let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or(url);
+    for ext in [".nc4", ".nc", ".h5", ".hdf5", ".he5", ".hdf", ".cdf"] {
+        if let Some(stem) = name.strip_suffix(ext) {
+            return stem;
+        }
+    }
+    name
+}
+
+/// The STAC item of one NetCDF/HDF5 file.
+pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError> {
+    let cube = cf::describe(d);
+    let mut props = Map::new();
+    match &cube.time {
+        Some(t) => props.extend(time_properties(&t.start, &t.end)),
+        None => {
+            let fallback = ["time_coverage_start", "time_coverage_end"]
+                .iter()
+                .map(|k| global(d, k).and_then(normalize_timestamp))
+                .collect::<Vec<_>>();
+            match (&fallback[0], &fallback[1], &opts.source_modified) {
+                (Some(s), Some(e), _) => props.extend(time_properties(s, e)),
+                (Some(s), None, _) => props.extend(time_properties(s, s)),
+                (None, _, Some(m)) => {
+                    props.insert("datetime".into(), json!(m));
+                }
+                _ => {
+                    return Err(ItemError::NoTime(
+                        "no decodable time coordinate, no time_coverage_start and no source modification time".into(),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(title) = global(d, "title") {
+        props.insert("title".into(), json!(title));
+    }
+    let mut extensions = vec![FILE];
+    if !cube.dimensions.is_empty() {
+        props.insert("cube:dimensions".into(), Value::Object(cube.dimensions.clone()));
+        props.insert("cube:variables".into(), Value::Object(cube.variables.clone()));
+        extensions.push(DATACUBE);
+    }
+    if cube.bbox.is_some() {
+        props.insert("proj:code".into(), json!("EPSG:4326"));
+        extensions.push(PROJECTION);
+    }
+    if global(d, "mip_era") == Some("CMIP6") {
+        for (key, integer) in CMIP6_ATTRIBUTES {
+            let Some(v) = d.root.attributes.get(*key) else { continue };
+            let value = if *integer {
+                v.as_f64().map(|f| json!(f as i64))
+            } else {
+                v.as_str().map(|s| json!(s))
+            };
+            if let Some(value) = value {
+                props.insert(format!("cmip6:{key}"), value);
+            }
+        }
+        if let Some(variant) = global(d, "variant_label") {
+            let member = match global(d, "sub_experiment_id") {
+                Some(s) if s != "none" => format!("{s}-{variant}"),
+                _ => variant.to_string(),
+            };
+            props.insert("cmip6:member_id".into(), json!(member));
+        }
+    }
+    if !cube.cf_parameters.is_empty() {
+        props.insert("cf:parameter".into(), Value::Array(cube.cf_parameters.clone()));
+    }
+
+    let media = match d.format {
+        SourceFormat::Hdf5 => "application/x-hdf5",
+        _ => "application/netcdf",
+    };
+    let mut assets = Map::new();
+    let mut source = json!({
+        "href": d.source_url,
+        "type": media,
+        "roles": ["data", "source"],
+        "file:size": d.source_size,
+    });
+    let mut links = Vec::new();
+    let group_fields = |asset: &mut Value| {
+        if !cube.bands.is_empty() {
+            asset["bands"] = Value::Array(cube.bands.clone());
+        }
+        if !cube.cf_parameters.is_empty() {
+            asset["cf:parameter"] = Value::Array(cube.cf_parameters.clone());
+        }
+    };
+    if let Some(refs) = &opts.refs_href {
+        let mut store = json!({
+            "href": refs,
+            "type": opts.store_style.media_type(),
+            "title": "Virtual Zarr store (references into the source file)",
+            "roles": ["data", "references"],
+            "zarr:node_type": "group",
+            "zarr:zarr_format": 2,
+        });
+        group_fields(&mut store);
+        assets.insert("source".into(), source);
+        assets.insert("zarr".into(), store);
+        extensions.push(ZARR);
+        links.push(json!({"rel": "store", "href": refs, "type": opts.store_style.media_type(), "title": "Virtual Zarr store"}));
+    } else {
+        group_fields(&mut source);
+        assets.insert("source".into(), source);
+    }
+    if !cube.cf_parameters.is_empty() {
+        extensions.push(CF);
+    }
+    extensions.sort_unstable();
+
+    let collection = opts.collection.clone().unwrap_or_else(|| family(d));
+    let mut item = json!({
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": extensions,
+        "id": safe_id(file_stem(&d.source_url)),
+        "collection": collection,
+        "geometry": cube.bbox.map_or(Value::Null, bbox_polygon),
+        "properties": Value::Object(props),
+        "links": links,
+        "assets": Value::Object(assets),
+    });
+    if let Some(b) = cube.bbox {
+        item["bbox"] = json!(b);
+    }
+    for note in &cube.notes {
+        tracing::info!(target: "zarrstac::report", "{}: {note}", d.source_url);
+    }
+    Ok(item)
+}
+
+/// A timestamp from a global attribute as RFC 3339, when it is one.
+fn normalize_timestamp(s: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    Some(t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
