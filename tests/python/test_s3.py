@@ -39,7 +39,7 @@ def _free_port():
 def s3_server(tmp_path_factory):
     binary = shutil.which("s3s-fs")
     if binary is None:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
         pytest.skip("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
     root = tmp_path_factory.mktemp("s3root")
