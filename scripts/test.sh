@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The project's test suite: ./scripts/test.sh from anywhere in the repository.
+#
+# On a fresh Debian 12 machine (as root, or with sudo) with a Rust toolchain it installs what
+# it needs once — Debian packages, a Python venv in .cache/venv, the s3s-fs S3 server — then
+# runs: cargo fmt --check, clippy (warnings are errors), the release build, cargo test, and the
+# Python round-trip / S3 / bad-input tests against the release binary. Repeat runs skip the
+# installs. Exits non-zero when any step fails; stops whatever it started.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$(pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zarrstac/target}
+case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR ;; esac
+export PATH="$HOME/.cargo/bin:$PATH"
+VENV=$REPO/.cache/venv
+APT_PACKAGES=(libhdf5-dev pkg-config gcc libc6-dev python3 python3-venv ca-certificates)
+S3S_VERSION='~0.14'
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- cleanup of what we start
+# Every step runs in its own process group, so that stopping it also stops what it started
+# (servers launched by the tests included).
+RUNNING=()
+cleanup() {
+    local pid
+    for pid in "${RUNNING[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${RUNNING[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    RUNNING=()
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+run_group() {  # run "$@" in a new process group (one at a time) and wait for it; its status
+    setsid --wait "$@" </dev/null &
+    local pid=$! status=0
+    RUNNING=("$pid")
+    wait "$pid" || status=$?
+    RUNNING=()
+    return "$status"
+}
+
+# ---------------------------------------------------------------- installs
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+install_debian_packages() {
+    command -v dpkg-query >/dev/null || { echo "no dpkg: not Debian, skipping package installs"; return; }
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    say "apt-get install ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+check_rust() {
+    command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+    local c
+    for c in rustfmt clippy; do
+        if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            command -v rustup >/dev/null || die "cargo ${c/rustfmt/fmt} is missing and there is no rustup to add it"
+            say "rustup component add $c"
+            rustup component add "$c"
+        fi
+    done
+}
+
+setup_venv() {
+    local python=python3
+    [ -x /usr/bin/python3 ] && python=/usr/bin/python3
+    local stamp="$VENV/.requirements.sha256"
+    local want
+    want="$(sha256sum tests/requirements.txt | cut -d' ' -f1) $("$python" -c 'import sys; print(sys.version.split()[0])')"
+    if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        return
+    fi
+    say "Python venv in .cache/venv (tests/requirements.txt)"
+    [ -x "$VENV/bin/python" ] || { rm -rf "$VENV"; "$python" -m venv "$VENV"; }
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    echo "$want" >"$stamp"
+}
+
+install_s3s_fs() {
+    command -v s3s-fs >/dev/null && return
+    say "cargo install s3s-fs (once per machine)"
+    # a throwaway target dir: the server's build has nothing to share with the workspace
+    env -u CARGO_TARGET_DIR cargo install s3s-fs --locked --version "$S3S_VERSION" --features binary
+}
+
+# ---------------------------------------------------------------- steps
+STEPS=()
+RESULTS=()
+FAILED=0
+step() {  # step NAME COMMAND...: run, time and record
+    local name=$1
+    shift
+    say "$name"
+    local start=$SECONDS status=0
+    run_group "$@" || status=$?
+    local took=$((SECONDS - start))
+    STEPS+=("$name")
+    if [ "$status" -eq 0 ]; then
+        RESULTS+=("ok      ${took}s")
+    else
+        RESULTS+=("FAILED  ${took}s (exit $status)")
+        FAILED=1
+    fi
+    return "$status"
+}
+skip() {
+    STEPS+=("$1")
+    RESULTS+=("skipped ($2)")
+    FAILED=1
+}
+summary() {
+    printf '\n==> summary\n'
+    local i
+    for i in "${!STEPS[@]}"; do
+        printf '  %-40s %s\n' "${STEPS[$i]}" "${RESULTS[$i]}"
+    done
+    if [ "$FAILED" -eq 0 ]; then echo "all steps passed"; else echo "FAILED"; fi
+}
+
+install_debian_packages
+check_rust
+setup_venv
+install_s3s_fs
+
+# libhdf5 (the Rust tests' oracle) finds the blosc/zstd/lz4/bitshuffle filters hdf5plugin ships
+HDF5_PLUGIN_PATH=$("$VENV/bin/python" -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)')
+export HDF5_PLUGIN_PATH
+export PATH="$VENV/bin:$PATH"
+
+step "cargo fmt --check" cargo fmt --all --check || true
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
+if step "cargo build --release" cargo build --release -p zarrstac; then
+    step "cargo test --release" cargo test --workspace --release || true
+    step "pytest tests/python" env ZARRSTAC_BIN="$CARGO_TARGET_DIR/release/zarrstac" \
+        "$VENV/bin/python" -m pytest tests/python -q -o cache_dir=.cache/pytest || true
+else
+    skip "cargo test --release" "no build"
+    skip "pytest tests/python" "no build"
+fi
+
+summary
+exit "$FAILED"
