@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$(pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zarrstac/target}
 case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR ;; esac
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"  # where cargo install puts s3s-fs
 VENV=$REPO/.cache/venv
 APT_PACKAGES=(libhdf5-dev pkg-config gcc libc6-dev python3 python3-venv ca-certificates)
 S3S_VERSION='~0.14'
