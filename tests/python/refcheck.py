@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 import warnings
@@ -98,42 +97,31 @@ def file_kind(path):
 
 # ----------------------------------------------------------------------------- source side
 
-def _netcdf_dims(path):
-    """{variable path: dimension names} for a NetCDF-3/4 file, through netCDF-C."""
-    import netCDF4
-
-    out = {}
-
-    def walk(group, prefix):
-        for name, var in group.variables.items():
-            out[prefix + name] = tuple(var.dimensions)
-        for name, child in group.groups.items():
-            walk(child, prefix + name + "/")
-
-    with netCDF4.Dataset(path) as ds:
-        walk(ds, "")
-    return out
-
-
-def _netcdf_groups(path):
-    """[(group path, variables xarray cannot open)] for every group of a NetCDF file.
+def _netcdf_structure(path):
+    """What netCDF-C says about a NetCDF-3/4 file: ({variable path: dimension names},
+    [(group path, variables xarray cannot open)]).
 
     A variable named like one of its dimensions without being that dimension's 1-D
     coordinate (netCDF-4 stores it as `_nc4_non_coord_<name>`) is no valid xarray variable.
     """
     import netCDF4
 
-    out = []
+    dims, groups = {}, []
 
-    def walk(group, prefix):
-        odd = [n for n, v in group.variables.items() if n in v.dimensions and tuple(v.dimensions) != (n,)]
-        out.append((prefix or "/", odd))
+    def walk(group, path):
+        prefix = path.strip("/") + "/" if path != "/" else ""
+        odd = []
+        for name, var in group.variables.items():
+            dims[prefix + name] = tuple(var.dimensions)
+            if name in var.dimensions and tuple(var.dimensions) != (name,):
+                odd.append(name)
+        groups.append((path, odd))
         for name, child in group.groups.items():
-            walk(child, prefix + "/" + name)
+            walk(child, f"/{prefix}{name}")
 
     with netCDF4.Dataset(path) as ds:
-        walk(ds, "")
-    return out
+        walk(ds, "/")
+    return dims, groups
 
 
 def _cdf_arrays(path):
@@ -176,7 +164,7 @@ def _refusable_hdf5(d):
 def _hdf5_arrays(path, netcdf):
     import h5py
 
-    dims = _netcdf_dims(path) if netcdf else {}
+    dims = _netcdf_structure(path)[0] if netcdf else {}
     names = []
     with h5py.File(path, "r") as f:
         f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
@@ -388,7 +376,7 @@ def _compare_decoded(report, refs, source, refused):
     import fsspec
     import xarray as xr
 
-    for group, odd in _netcdf_groups(source):
+    for group, odd in _netcdf_structure(source)[1]:
         prefix = "" if group == "/" else group.strip("/") + "/"
         label = f"xarray:{prefix}"
         skip = [k[len(prefix):] for k in refused if k.startswith(prefix) and "/" not in k[len(prefix):]]
