@@ -183,3 +183,29 @@ mod tests {
         assert_eq!(loc.path.as_ref(), "dir/a b.nc");
     }
 }
+
+impl Location {
+    /// Writes `bytes` unless the object already holds exactly these bytes, so that
+    /// re-running on the same inputs changes nothing. Returns whether it wrote.
+    pub async fn put_if_changed(&self, bytes: Vec<u8>) -> Result<bool, crate::IoError> {
+        use object_store::ObjectStoreExt;
+        let err = |source| crate::IoError::Store {
+            url: self.url.clone(),
+            source,
+        };
+        match self.store.get(&self.path).await {
+            Ok(existing) => {
+                if existing.bytes().await.map_err(err)?[..] == bytes[..] {
+                    return Ok(false);
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(err(e)),
+        }
+        self.store
+            .put(&self.path, object_store::PutPayload::from(bytes))
+            .await
+            .map_err(err)?;
+        Ok(true)
+    }
+}

@@ -109,9 +109,19 @@ mod tests {
 
     #[test]
     fn decodes_both_byte_orders() {
-        let be = DataType::Int { bytes: 2, signed: true, order: ByteOrder::Big };
-        assert_eq!(decode_numbers(&[0xff, 0xfe, 0x00, 0x02], &be), Some(vec![-2.0, 2.0]));
-        let le = DataType::Float { bytes: 4, order: ByteOrder::Little };
+        let be = DataType::Int {
+            bytes: 2,
+            signed: true,
+            order: ByteOrder::Big,
+        };
+        assert_eq!(
+            decode_numbers(&[0xff, 0xfe, 0x00, 0x02], &be),
+            Some(vec![-2.0, 2.0])
+        );
+        let le = DataType::Float {
+            bytes: 4,
+            order: ByteOrder::Little,
+        };
         assert_eq!(decode_numbers(&1.5f32.to_le_bytes(), &le), Some(vec![1.5]));
         assert_eq!(decode_numbers(&[0, 1, 2], &le), None);
     }

@@ -170,10 +170,22 @@ impl Array {
         if self.shape.len() != 1 || self.shape[0] > MAX || !self.dtype.is_numeric() {
             return false;
         }
-        let std_name = self.attributes.get("standard_name").and_then(|v| v.as_str());
+        let std_name = self
+            .attributes
+            .get("standard_name")
+            .and_then(|v| v.as_str());
         self.is_coordinate()
             || self.attributes.contains_key("axis")
-            || matches!(std_name, Some("latitude" | "longitude" | "time" | "projection_x_coordinate" | "projection_y_coordinate"))
+            || matches!(
+                std_name,
+                Some(
+                    "latitude"
+                        | "longitude"
+                        | "time"
+                        | "projection_x_coordinate"
+                        | "projection_y_coordinate"
+                )
+            )
     }
 
     /// Uncompressed size of one chunk in bytes, when the element size is fixed.

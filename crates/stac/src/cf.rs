@@ -54,19 +54,35 @@ pub fn axis_of(a: &Array) -> Option<Axis> {
         Some("latitude" | "projection_y_coordinate" | "grid_latitude") => return Some(Axis::Y),
         Some("time") => return Some(Axis::T),
         Some(
-            "air_pressure" | "altitude" | "height" | "depth" | "model_level_number"
+            "air_pressure"
+            | "altitude"
+            | "height"
+            | "depth"
+            | "model_level_number"
             | "height_above_reference_ellipsoid",
         ) => return Some(Axis::Z),
-        Some(s) if s.starts_with("atmosphere_") || s.starts_with("ocean_") && s.contains("coordinate") => {
+        Some(s)
+            if s.starts_with("atmosphere_")
+                || s.starts_with("ocean_") && s.contains("coordinate") =>
+        {
             return Some(Axis::Z);
         }
         _ => {}
     }
-    let units = attr_str(a, "units").unwrap_or("").trim().to_ascii_lowercase();
-    if matches!(units.as_str(), "degrees_east" | "degree_east" | "degree_e" | "degrees_e") {
+    let units = attr_str(a, "units")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(
+        units.as_str(),
+        "degrees_east" | "degree_east" | "degree_e" | "degrees_e"
+    ) {
         return Some(Axis::X);
     }
-    if matches!(units.as_str(), "degrees_north" | "degree_north" | "degree_n" | "degrees_n") {
+    if matches!(
+        units.as_str(),
+        "degrees_north" | "degree_north" | "degree_n" | "degrees_n"
+    ) {
         return Some(Axis::Y);
     }
     if units.contains(" since ") {
@@ -117,7 +133,9 @@ pub fn nodata(fill: &FillValue) -> Option<Value> {
         FillValue::Int(i) => Some(json!(i)),
         FillValue::UInt(u) => Some(json!(u)),
         FillValue::Float(f) if f.is_nan() => Some(json!("nan")),
-        FillValue::Float(f) if f.is_infinite() => Some(json!(if *f > 0.0 { "inf" } else { "-inf" })),
+        FillValue::Float(f) if f.is_infinite() => {
+            Some(json!(if *f > 0.0 { "inf" } else { "-inf" }))
+        }
         FillValue::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number),
         FillValue::Bytes(_) => None,
     }
@@ -127,6 +145,11 @@ pub fn nodata(fill: &FillValue) -> Option<Value> {
 /// `missing_value` left among the attributes.
 fn declared_nodata(a: &Array) -> Option<Value> {
     if let Some(f) = &a.fill_value {
+        // A single-precision fill value reads best as its shortest single-precision text.
+        if let (FillValue::Float(x), DataType::Float { bytes: 4, .. }) = (f, &a.dtype) {
+            let short: f64 = format!("{:?}", *x as f32).parse().unwrap_or(*x);
+            return nodata(&FillValue::Float(short));
+        }
         return nodata(f);
     }
     ["_FillValue", "missing_value"]
@@ -211,7 +234,10 @@ pub fn describe(dataset: &Dataset) -> Cube {
                 let (lo, hi) = min_max(v).expect("checked");
                 let step = regular_step(v);
                 obj.insert("type".into(), json!("spatial"));
-                obj.insert("axis".into(), json!(if axis == Some(Axis::X) { "x" } else { "y" }));
+                obj.insert(
+                    "axis".into(),
+                    json!(if axis == Some(Axis::X) { "x" } else { "y" }),
+                );
                 obj.insert("extent".into(), json!([number(lo), number(hi)]));
                 obj.insert("step".into(), step.map_or(Value::Null, number));
                 if is_degrees(c) {
@@ -232,7 +258,10 @@ pub fn describe(dataset: &Dataset) -> Cube {
                 obj.insert("axis".into(), json!("z"));
                 obj.insert("extent".into(), json!([number(lo), number(hi)]));
                 if v.len() <= 100 {
-                    obj.insert("values".into(), Value::Array(v.iter().map(|x| number(*x)).collect()));
+                    obj.insert(
+                        "values".into(),
+                        Value::Array(v.iter().map(|x| number(*x)).collect()),
+                    );
                 }
                 if let Some(u) = coord.and_then(|c| attr_str(c, "units")) {
                     obj.insert("unit".into(), json!(u));
@@ -250,7 +279,10 @@ pub fn describe(dataset: &Dataset) -> Cube {
                     Ok(Some(t)) => {
                         obj.insert("type".into(), json!("temporal"));
                         obj.insert("extent".into(), json!([t.start, t.end]));
-                        obj.insert("step".into(), t.step.clone().map_or(Value::Null, Value::String));
+                        obj.insert(
+                            "step".into(),
+                            t.step.clone().map_or(Value::Null, Value::String),
+                        );
                         if cube.time.is_none() {
                             cube.time = Some(t);
                         }
@@ -260,7 +292,9 @@ pub fn describe(dataset: &Dataset) -> Cube {
                         obj.insert("extent".into(), json!([null, null]));
                     }
                     Err(e) => {
-                        cube.notes.push(format!("dimension '{name}': {e}; described by its raw values"));
+                        cube.notes.push(format!(
+                            "dimension '{name}': {e}; described by its raw values"
+                        ));
                         let (lo, hi) = min_max(v).unwrap_or((0.0, 0.0));
                         obj.insert("type".into(), json!("time"));
                         obj.insert("extent".into(), json!([number(lo), number(hi)]));
@@ -281,20 +315,25 @@ pub fn describe(dataset: &Dataset) -> Cube {
             _ => {
                 // No coordinate values: an index dimension, typed by what its name says.
                 let lname = name.to_ascii_lowercase();
-                let kind = if lname.contains("cell") || lname == "ncol" || lname == "nod2" || lname == "elem" {
+                let kind = if lname.contains("cell")
+                    || lname == "ncol"
+                    || lname == "nod2"
+                    || lname == "elem"
+                {
                     "cell"
                 } else if lname.contains("healpix") || lname == "pix" || lname == "npix" {
                     "healpix"
-                } else if lname.contains("bnd") || lname.contains("bound") || lname == "nv" || lname == "vertices" {
+                } else if lname.contains("bnd")
+                    || lname.contains("bound")
+                    || lname == "nv"
+                    || lname == "vertices"
+                {
                     "bounds"
                 } else {
                     "index"
                 };
                 obj.insert("type".into(), json!(kind));
-                obj.insert(
-                    "extent".into(),
-                    json!([0, length.saturating_sub(1)]),
-                );
+                obj.insert("extent".into(), json!([0, length.saturating_sub(1)]));
             }
         }
         if let Some(d) = description {
@@ -317,7 +356,10 @@ pub fn describe(dataset: &Dataset) -> Cube {
             || a.shape.is_empty();
         let mut var = Map::new();
         var.insert("dimensions".into(), json!(a.dimensions));
-        var.insert("variable_type".into(), json!(if is_aux { "auxiliary" } else { "data" }));
+        var.insert(
+            "variable_type".into(),
+            json!(if is_aux { "auxiliary" } else { "data" }),
+        );
         if let Some(d) = attr_str(a, "long_name") {
             var.insert("description".into(), json!(d));
         }

@@ -78,7 +78,13 @@ pub enum ItemError {
 pub fn safe_id(raw: &str) -> String {
     let s: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let s = s.trim_matches(|c| c == '.' || c == '_').to_string();
     if s.is_empty() { "item".into() } else { s }

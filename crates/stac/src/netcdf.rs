@@ -49,17 +49,28 @@ pub fn family(d: &Dataset) -> String {
         return "cmip6".into();
     }
     if let Some(p) = global(d, "project_id") {
-        if let (Some(f), Some(v)) = (global(d, "frequency"), d.arrays().iter().find(|(_, a)| !a.is_coordinate() && a.shape.len() >= 2).map(|(p, _)| p.clone())) {
+        let main_variable = cf::describe(d)
+            .bands
+            .first()
+            .and_then(|b| b["name"].as_str().map(str::to_string));
+        if let (Some(f), Some(v)) = (global(d, "frequency"), main_variable) {
             return format!("{}-{}-{}", lower(p), lower(f), lower(&v));
         }
         return lower(p);
     }
     match d.format {
-        SourceFormat::NetCdf3Classic | SourceFormat::NetCdf3Offset64 | SourceFormat::NetCdf3Data64 => "netcdf3".into(),
+        SourceFormat::NetCdf3Classic
+        | SourceFormat::NetCdf3Offset64
+        | SourceFormat::NetCdf3Data64 => "netcdf3".into(),
         SourceFormat::NetCdf4 => "netcdf4".into(),
         SourceFormat::Hdf5 => "hdf5".into(),
         SourceFormat::Zarr => "zarr".into(),
     }
+}
+
+/// The id of a file's item: its file name without the extension, made URL-safe.
+pub fn item_id(d: &Dataset) -> String {
+    safe_id(file_stem(&d.source_url))
 }
 
 fn file_stem(url: &str) -> &str {
@@ -102,8 +113,14 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
     }
     let mut extensions = vec![FILE];
     if !cube.dimensions.is_empty() {
-        props.insert("cube:dimensions".into(), Value::Object(cube.dimensions.clone()));
-        props.insert("cube:variables".into(), Value::Object(cube.variables.clone()));
+        props.insert(
+            "cube:dimensions".into(),
+            Value::Object(cube.dimensions.clone()),
+        );
+        props.insert(
+            "cube:variables".into(),
+            Value::Object(cube.variables.clone()),
+        );
         extensions.push(DATACUBE);
     }
     if cube.bbox.is_some() {
@@ -112,7 +129,9 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
     }
     if global(d, "mip_era") == Some("CMIP6") {
         for (key, integer) in CMIP6_ATTRIBUTES {
-            let Some(v) = d.root.attributes.get(*key) else { continue };
+            let Some(v) = d.root.attributes.get(*key) else {
+                continue;
+            };
             let value = if *integer {
                 v.as_f64().map(|f| json!(f as i64))
             } else {
@@ -131,7 +150,10 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
         }
     }
     if !cube.cf_parameters.is_empty() {
-        props.insert("cf:parameter".into(), Value::Array(cube.cf_parameters.clone()));
+        props.insert(
+            "cf:parameter".into(),
+            Value::Array(cube.cf_parameters.clone()),
+        );
     }
 
     let media = match d.format {
@@ -182,7 +204,7 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": extensions,
-        "id": safe_id(file_stem(&d.source_url)),
+        "id": item_id(d),
         "collection": collection,
         "geometry": cube.bbox.map_or(Value::Null, bbox_polygon),
         "properties": Value::Object(props),
@@ -201,5 +223,8 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
 /// A timestamp from a global attribute as RFC 3339, when it is one.
 fn normalize_timestamp(s: &str) -> Option<String> {
     let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
-    Some(t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    Some(
+        t.with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }

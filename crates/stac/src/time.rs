@@ -20,14 +20,17 @@ pub fn rfc3339(t: &CfDateTime) -> String {
     let last = days_in_gregorian_month(t.year, t.month);
     let day = t.day.min(last).max(1);
     let year = t.year.clamp(0, 9999);
+    // Whole seconds: sub-second parts of decoded CF times are floating-point noise
+    // (hours stored as floats); round rather than truncate, without rolling into the
+    // next minute.
+    let mut t = *t;
+    if t.nanosecond >= 500_000_000 && t.second < 59 {
+        t.second += 1;
+    }
     let mut s = format!(
         "{year:04}-{:02}-{day:02}T{:02}:{:02}:{:02}",
         t.month, t.hour, t.minute, t.second
     );
-    if t.nanosecond > 0 {
-        let ms = t.nanosecond / 1_000_000;
-        s.push_str(&format!(".{ms:03}"));
-    }
     s.push('Z');
     s
 }
@@ -43,9 +46,19 @@ fn days_in_gregorian_month(year: i32, month: u8) -> u8 {
 }
 
 /// Decodes raw time values with their `units` and `calendar` attributes.
-pub fn decode(values: &[f64], units: &str, calendar: Option<&str>) -> Result<Vec<CfDateTime>, String> {
+pub fn decode(
+    values: &[f64],
+    units: &str,
+    calendar: Option<&str>,
+) -> Result<Vec<CfDateTime>, String> {
     let cal = CfCalendar::parse(calendar.unwrap_or("standard"));
-    let reference = parse_time_units(units, cal).map_err(|e| format!("time units '{units}': {e}"))?;
+    let reference = parse_time_units(units, cal)
+        .or_else(|e| {
+            normalize_units(units)
+                .ok_or(e)
+                .and_then(|u| parse_time_units(&u, cal))
+        })
+        .map_err(|e| format!("time units '{units}': {e}"))?;
     values
         .iter()
         .filter(|v| v.is_finite())
@@ -54,10 +67,17 @@ pub fn decode(values: &[f64], units: &str, calendar: Option<&str>) -> Result<Vec
 }
 
 /// The extent of a time axis, or why it cannot be decoded.
-pub fn extent(values: &[f64], units: &str, calendar: Option<&str>) -> Result<Option<TimeExtent>, String> {
+pub fn extent(
+    values: &[f64],
+    units: &str,
+    calendar: Option<&str>,
+) -> Result<Option<TimeExtent>, String> {
     let times = decode(values, units, calendar)?;
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let (Some(first), Some(last)) = (times.iter().min_by_key(|t| key(t)), times.iter().max_by_key(|t| key(t))) else {
+    let (Some(first), Some(last)) = (
+        times.iter().min_by_key(|t| key(t)),
+        times.iter().max_by_key(|t| key(t)),
+    ) else {
         return Ok(None);
     };
     Ok(Some(TimeExtent {
@@ -68,8 +88,29 @@ pub fn extent(values: &[f64], units: &str, calendar: Option<&str>) -> Result<Opt
     }))
 }
 
+/// Units whose reference date is written in words, e.g. `days since Jan 1, 2000`, in
+/// the `YYYY-MM-DD` form CF decoders take (xarray reads such dates the same way).
+fn normalize_units(units: &str) -> Option<String> {
+    let (unit, reference) = units.split_once(" since ")?;
+    let reference = reference.trim();
+    for fmt in ["%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%b %d %Y", "%B %d %Y"] {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(reference, fmt) {
+            return Some(format!("{} since {}", unit.trim(), d.format("%Y-%m-%d")));
+        }
+    }
+    None
+}
+
 fn key(t: &CfDateTime) -> (i32, u8, u8, u8, u8, u8, u32) {
-    (t.year, t.month, t.day, t.hour, t.minute, t.second, t.nanosecond)
+    (
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.nanosecond,
+    )
 }
 
 /// An ISO 8601 duration when the axis is regular in calendar terms (same day-of-month
@@ -86,7 +127,10 @@ fn step(times: &[CfDateTime], values: &[f64], units: &str) -> Option<String> {
         (w[0].day, w[0].hour, w[0].minute, w[0].second)
             == (w[1].day, w[1].hour, w[1].minute, w[1].second)
     });
-    if same_in_month {
+    // Monthly data is regular in months even though its days wander (mid-month values
+    // fall on the 15th or 16th depending on the month's length).
+    let wandering = times.windows(2).all(|w| w[0].day.abs_diff(w[1].day) <= 2);
+    if same_in_month || wandering {
         let d = months[1] - months[0];
         if d > 0 && months.windows(2).all(|w| w[1] - w[0] == d) {
             return Some(if d % 12 == 0 {
@@ -97,11 +141,20 @@ fn step(times: &[CfDateTime], values: &[f64], units: &str) -> Option<String> {
         }
     }
     let d = values[1] - values[0];
-    let regular = d > 0.0 && values.windows(2).all(|w| ((w[1] - w[0]) - d).abs() <= d * 1e-9);
+    let regular = d > 0.0
+        && values
+            .windows(2)
+            .all(|w| ((w[1] - w[0]) - d).abs() <= d * 1e-9);
     if !regular {
         return None;
     }
-    let seconds = d * match units.split_whitespace().next().unwrap_or("").to_lowercase().as_str() {
+    let seconds = d * match units
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_lowercase()
+        .as_str()
+    {
         "second" | "seconds" | "s" => 1.0,
         "minute" | "minutes" | "min" => 60.0,
         "hour" | "hours" | "hr" | "h" => 3600.0,
@@ -131,7 +184,9 @@ mod tests {
     fn noleap_monthly_axis() {
         // 1850-01-16 .. in days since 1850-01-01, noleap, mid-month values.
         let values = [15.5, 45.0, 74.5];
-        let e = extent(&values, "days since 1850-01-01 00:00:00", Some("noleap")).unwrap().unwrap();
+        let e = extent(&values, "days since 1850-01-01 00:00:00", Some("noleap"))
+            .unwrap()
+            .unwrap();
         assert_eq!(e.start, "1850-01-16T12:00:00Z");
         assert_eq!(e.end, "1850-03-16T12:00:00Z");
     }
@@ -139,20 +194,48 @@ mod tests {
     #[test]
     fn day_360_dates_stay_valid() {
         // Day 59 of 2005 in a 360-day calendar is 30 February.
-        let e = extent(&[59.0], "days since 2005-01-01", Some("360_day")).unwrap().unwrap();
+        let e = extent(&[59.0], "days since 2005-01-01", Some("360_day"))
+            .unwrap()
+            .unwrap();
         assert_eq!(e.start, "2005-02-28T00:00:00Z");
     }
 
     #[test]
+    fn units_with_a_written_date_are_parsed() {
+        let e = extent(&[0.0, 1.0], "days since Jan 1, 2000", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.start, "2000-01-01T00:00:00Z");
+        assert_eq!(e.end, "2000-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn climatology_in_year_zero_is_valid_text() {
+        let e = extent(&[366.0, 8401.335], "hour since 0000-01-01 00:00:00", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.start, "0000-01-16T06:00:00Z");
+        assert!(!e.end.contains('.'), "{}", e.end);
+    }
+
+    #[test]
     fn regular_daily_step() {
-        let e = extent(&[0.0, 6.0, 12.0], "hours since 2000-01-01", None).unwrap().unwrap();
+        let e = extent(&[0.0, 6.0, 12.0], "hours since 2000-01-01", None)
+            .unwrap()
+            .unwrap();
         assert_eq!(e.step.as_deref(), Some("PT6H"));
         assert_eq!(e.end, "2000-01-01T12:00:00Z");
     }
 
     #[test]
     fn regular_monthly_step() {
-        let e = extent(&[0.0, 30.0, 60.0, 90.0], "days since 2000-01-01", Some("360_day")).unwrap().unwrap();
+        let e = extent(
+            &[0.0, 30.0, 60.0, 90.0],
+            "days since 2000-01-01",
+            Some("360_day"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(e.step.as_deref(), Some("P1M"));
     }
 }

@@ -1,6 +1,9 @@
 //! The `zarrstac` command: a thin layer over the zarrstac crates.
 
 mod commands;
+mod config;
+mod failed;
+mod pipeline;
 
 use std::process::ExitCode;
 
@@ -22,8 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Ingest sources: references, validated STAC items and a static catalog (the embedded pipeline).
+    Ingest(commands::ingest::IngestArgs),
     /// Write kerchunk JSON references for NetCDF-3, NetCDF-4 or HDF5 files.
     Refs(commands::refs::RefsArgs),
+    /// Print the STAC item of a NetCDF/HDF5 file or a Zarr store (EOPF product).
+    Item(commands::item::ItemArgs),
+    /// Validate STAC items, collections and catalogs offline against the vendored schemas.
+    Validate(commands::validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,7 +58,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
+            Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Refs(args) => commands::refs::run(args).await,
+            Command::Item(args) => commands::item::run(args).await,
+            Command::Validate(args) => commands::validate::run(args),
         }
     })
 }

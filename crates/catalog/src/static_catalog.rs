@@ -1,0 +1,395 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use serde_json::{Map, Value, json};
+use zarrstac_io::Location;
+
+use crate::CatalogError;
+
+const STAC_VERSION: &str = "1.1.0";
+
+/// Properties whose distinct values are summarized in collections.
+const SUMMARIZED: &[&str] = &[
+    "platform",
+    "constellation",
+    "instrument",
+    "product:type",
+    "proj:code",
+    "cmip6:activity_id",
+    "cmip6:experiment_id",
+    "cmip6:frequency",
+    "cmip6:grid_label",
+    "cmip6:institution_id",
+    "cmip6:source_id",
+    "cmip6:table_id",
+    "cmip6:variable_id",
+    "cmip6:variant_label",
+];
+
+/// Whether a write changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    Unchanged,
+}
+
+/// A static STAC catalog rooted at a directory or object-store prefix.
+pub struct StaticCatalog {
+    root: Location,
+    id: String,
+    description: String,
+}
+
+fn pretty(doc: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+impl StaticCatalog {
+    pub fn new(root: Location) -> Self {
+        StaticCatalog {
+            root,
+            id: "zarrstac".into(),
+            description: "Datasets ingested by zarrstac: virtual Zarr references with CF-mapped datacube metadata".into(),
+        }
+    }
+
+    pub fn root(&self) -> &Location {
+        &self.root
+    }
+
+    fn store_err(url: &str) -> impl FnOnce(object_store::Error) -> CatalogError + '_ {
+        move |source| CatalogError::Store {
+            url: url.to_string(),
+            source,
+        }
+    }
+
+    /// Writes `bytes` at `rel` unless the same bytes are there already.
+    async fn put_if_changed(
+        &self,
+        rel: &str,
+        bytes: Vec<u8>,
+    ) -> Result<WriteOutcome, CatalogError> {
+        let written = self.root.join(rel).put_if_changed(bytes).await?;
+        Ok(if written {
+            WriteOutcome::Written
+        } else {
+            WriteOutcome::Unchanged
+        })
+    }
+
+    async fn read_json(&self, rel: &str) -> Result<Option<Value>, CatalogError> {
+        let loc = self.root.join(rel);
+        match loc.store.get(&loc.path).await {
+            Ok(r) => {
+                let b = r.bytes().await.map_err(Self::store_err(&loc.url))?;
+                serde_json::from_slice(&b)
+                    .map(Some)
+                    .map_err(|e| CatalogError::Invalid {
+                        url: loc.url.clone(),
+                        reason: e.to_string(),
+                    })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::store_err(&loc.url)(e)),
+        }
+    }
+
+    /// Path of an item relative to the catalog root.
+    pub fn item_path(collection: &str, id: &str) -> String {
+        format!("{collection}/{id}/{id}.json")
+    }
+
+    /// Sets an item's links to its place in a static catalog (root, parent, collection),
+    /// keeping its other links. Items must carry a collection link to be valid STAC.
+    pub fn link_item(item: &mut Value) {
+        let mut links: Vec<Value> = item["links"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| {
+                !matches!(
+                    l["rel"].as_str(),
+                    Some("root" | "parent" | "collection" | "self")
+                )
+            })
+            .collect();
+        links
+            .push(json!({"rel": "root", "href": "../../catalog.json", "type": "application/json"}));
+        links.push(
+            json!({"rel": "parent", "href": "../collection.json", "type": "application/json"}),
+        );
+        links.push(
+            json!({"rel": "collection", "href": "../collection.json", "type": "application/json"}),
+        );
+        item["links"] = Value::Array(links);
+    }
+
+    /// Writes one item (with its catalog links set) into its collection.
+    pub async fn write_item(&self, mut item: Value) -> Result<WriteOutcome, CatalogError> {
+        let id = item["id"]
+            .as_str()
+            .ok_or(CatalogError::MissingField("id"))?
+            .to_string();
+        let collection = item["collection"]
+            .as_str()
+            .ok_or(CatalogError::MissingField("collection"))?
+            .to_string();
+        Self::link_item(&mut item);
+        self.put_if_changed(&Self::item_path(&collection, &id), pretty(&item))
+            .await
+    }
+
+    /// Every item document of a collection, in path order.
+    async fn items_of(&self, collection: &str) -> Result<Vec<(String, Value)>, CatalogError> {
+        let prefix = self.root.join(collection);
+        let listed: Vec<object_store::ObjectMeta> = prefix
+            .store
+            .list(Some(&prefix.path))
+            .try_collect()
+            .await
+            .map_err(Self::store_err(&prefix.url))?;
+        let mut rels: Vec<String> = listed
+            .iter()
+            .filter_map(|m| {
+                let rel = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(prefix.path.as_ref())?
+                    .trim_start_matches('/');
+                let mut parts = rel.split('/');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(dir), Some(file), None) if file == format!("{dir}.json") => {
+                        Some(format!("{collection}/{rel}"))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        rels.sort();
+        let mut out = Vec::with_capacity(rels.len());
+        for rel in rels {
+            if let Some(doc) = self.read_json(&rel).await? {
+                out.push((rel, doc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites a collection from the items it holds: extent, summaries, item links.
+    pub async fn refresh_collection(&self, collection: &str) -> Result<WriteOutcome, CatalogError> {
+        let items = self.items_of(collection).await?;
+        let (mut w, mut s, mut e, mut n) = (
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        );
+        let (mut start, mut end): (Option<String>, Option<String>) = (None, None);
+        let mut summaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        let mut links = vec![
+            json!({"rel": "root", "href": "../catalog.json", "type": "application/json"}),
+            json!({"rel": "parent", "href": "../catalog.json", "type": "application/json"}),
+        ];
+        for (rel, item) in &items {
+            if let Some(b) = item["bbox"].as_array().filter(|b| b.len() == 4) {
+                let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
+                if v.len() == 4 {
+                    w = w.min(v[0]);
+                    s = s.min(v[1]);
+                    e = e.max(v[2]);
+                    n = n.max(v[3]);
+                }
+            }
+            let p = &item["properties"];
+            for t in [&p["start_datetime"], &p["datetime"]] {
+                if let Some(t) = t.as_str() {
+                    if start.as_deref().is_none_or(|x| t < x) {
+                        start = Some(t.to_string());
+                    }
+                }
+            }
+            for t in [&p["end_datetime"], &p["datetime"]] {
+                if let Some(t) = t.as_str() {
+                    if end.as_deref().is_none_or(|x| t > x) {
+                        end = Some(t.to_string());
+                    }
+                }
+            }
+            for key in SUMMARIZED {
+                match &p[*key] {
+                    Value::String(v) => {
+                        summaries.entry(key).or_default().insert(v.clone());
+                    }
+                    Value::Array(vs) => {
+                        for v in vs.iter().filter_map(Value::as_str) {
+                            summaries.entry(key).or_default().insert(v.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let href = format!(
+                "./{}",
+                rel.strip_prefix(&format!("{collection}/")).unwrap_or(rel)
+            );
+            links.push(json!({"rel": "item", "href": href, "type": "application/geo+json"}));
+        }
+        let bbox = if w.is_finite() {
+            json!([[w, s, e, n]])
+        } else {
+            json!([[-180.0, -90.0, 180.0, 90.0]])
+        };
+        let mut summary_obj = Map::new();
+        for (k, vs) in summaries {
+            summary_obj.insert(k.to_string(), json!(vs.into_iter().collect::<Vec<_>>()));
+        }
+        let mut doc = json!({
+            "type": "Collection",
+            "stac_version": STAC_VERSION,
+            "id": collection,
+            "description": format!("Items of '{collection}', ingested by zarrstac"),
+            "license": "other",
+            "extent": {
+                "spatial": {"bbox": bbox},
+                "temporal": {"interval": [[start, end]]}
+            },
+            "links": links,
+        });
+        if !summary_obj.is_empty() {
+            doc["summaries"] = Value::Object(summary_obj);
+        }
+        let outcome = self
+            .put_if_changed(&format!("{collection}/collection.json"), pretty(&doc))
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Rewrites `catalog.json` with a child link per collection present.
+    pub async fn refresh_root(&self) -> Result<WriteOutcome, CatalogError> {
+        let listed = self
+            .root
+            .store
+            .list_with_delimiter(Some(&self.root.path))
+            .await
+            .map_err(Self::store_err(&self.root.url))?;
+        let mut collections: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        collections.sort();
+        let mut links =
+            vec![json!({"rel": "root", "href": "./catalog.json", "type": "application/json"})];
+        for c in collections {
+            if self
+                .read_json(&format!("{c}/collection.json"))
+                .await?
+                .is_some()
+            {
+                links.push(json!({"rel": "child", "href": format!("./{c}/collection.json"), "type": "application/json"}));
+            }
+        }
+        let doc = json!({
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": self.id,
+            "description": self.description,
+            "links": links,
+        });
+        self.put_if_changed("catalog.json", pretty(&doc)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, bbox: [f64; 4], start: &str, end: &str) -> Value {
+        json!({
+            "type": "Feature", "stac_version": "1.1.0", "id": id, "collection": "c1",
+            "geometry": null, "bbox": bbox,
+            "properties": {"datetime": null, "start_datetime": start, "end_datetime": end, "platform": "p"},
+            "links": [{"rel": "store", "href": "file:///x.json"}], "assets": {}
+        })
+    }
+
+    #[tokio::test]
+    async fn writes_once_and_keeps_extents_current() {
+        let dir = std::env::temp_dir().join(format!("zarrstac-cat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cat = StaticCatalog::new(Location::parse(dir.to_str().unwrap()).unwrap());
+        let a = item(
+            "a",
+            [0.0, 0.0, 10.0, 10.0],
+            "2000-01-01T00:00:00Z",
+            "2000-12-31T00:00:00Z",
+        );
+        let b = item(
+            "b",
+            [-20.0, 5.0, 5.0, 20.0],
+            "1999-01-01T00:00:00Z",
+            "1999-06-01T00:00:00Z",
+        );
+        assert_eq!(
+            cat.write_item(a.clone()).await.unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(cat.write_item(b).await.unwrap(), WriteOutcome::Written);
+        assert_eq!(cat.write_item(a).await.unwrap(), WriteOutcome::Unchanged);
+        assert_eq!(
+            cat.refresh_collection("c1").await.unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(
+            cat.refresh_collection("c1").await.unwrap(),
+            WriteOutcome::Unchanged
+        );
+        assert_eq!(cat.refresh_root().await.unwrap(), WriteOutcome::Written);
+        let coll: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("c1/collection.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            coll["extent"]["spatial"]["bbox"],
+            json!([[-20.0, 0.0, 10.0, 20.0]])
+        );
+        assert_eq!(
+            coll["extent"]["temporal"]["interval"],
+            json!([["1999-01-01T00:00:00Z", "2000-12-31T00:00:00Z"]])
+        );
+        assert_eq!(coll["summaries"]["platform"], json!(["p"]));
+        let items: Vec<&str> = coll["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["rel"] == "item")
+            .map(|l| l["href"].as_str().unwrap())
+            .collect();
+        assert_eq!(items, vec!["./a/a.json", "./b/b.json"]);
+        let written: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("c1/a/a.json")).unwrap()).unwrap();
+        assert!(
+            written["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["rel"] == "store")
+        );
+        assert!(
+            written["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["rel"] == "root" && l["href"] == "../../catalog.json")
+        );
+        let root: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("catalog.json")).unwrap()).unwrap();
+        assert_eq!(root["links"][1]["href"], "./c1/collection.json");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,164 @@
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::PipelineConfig;
+use crate::failed::FailedLog;
+use crate::pipeline::Pipeline;
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files, directories (searched for NetCDF/HDF5 files and Zarr stores) or URLs.
+    #[arg(required = true)]
+    sources: Vec<String>,
+    /// Pipeline configuration (default: ./pipeline.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Catalog: a path or object-store URL for a static catalog.
+    #[arg(long)]
+    catalog: Option<String>,
+    /// Where references are written (path or URL).
+    #[arg(long)]
+    refs_root: Option<String>,
+    /// One collection id for every item.
+    #[arg(long)]
+    collection: Option<String>,
+    /// Sources processed at once.
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+const FILE_EXTENSIONS: &[&str] = &["nc", "nc4", "h5", "hdf5", "he5", "hdf", "cdf"];
+
+fn is_zarr_dir(p: &Path) -> bool {
+    p.join(".zmetadata").exists() || p.join(".zgroup").exists() || p.join("zarr.json").exists()
+}
+
+/// Sources from the arguments: local directories are searched (sorted, so runs are
+/// repeatable) for files with NetCDF/HDF5 extensions and for Zarr stores.
+fn expand(args: &[String]) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if is_zarr_dir(&p) {
+                    out.push(p.to_string_lossy().into_owned());
+                } else {
+                    walk(&p, out);
+                }
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| FILE_EXTENSIONS.contains(&e))
+            {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for a in args {
+        let p = Path::new(a);
+        if !a.contains("://") && p.is_dir() && !is_zarr_dir(p) {
+            walk(p, &mut out);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+pub async fn run(args: IngestArgs) -> ExitCode {
+    match ingest(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    if let Some(c) = args.catalog {
+        config.output.catalog = c;
+    }
+    if let Some(r) = args.refs_root {
+        config.output.refs_root = r;
+    }
+    if args.collection.is_some() {
+        config.stac.collection = args.collection;
+    }
+    if let Some(n) = args.concurrency {
+        config.run.concurrency = n;
+    }
+    let failed_log = FailedLog::open(&config.output.failed)?;
+    let pipeline = Pipeline::new(config)?;
+    let sources = expand(&args.sources);
+    let progress = ProgressBar::new(sources.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let pipeline_ref = &pipeline;
+    let mut results = futures::stream::iter(sources.iter().cloned())
+        .map(|source| async move {
+            let r = pipeline_ref.ingest(&source).await;
+            (source, r)
+        })
+        .buffer_unordered(pipeline.config.run.concurrency.max(1));
+
+    let (mut ingested, mut unchanged, mut failed) = (0u64, 0u64, 0u64);
+    let mut collections = BTreeSet::new();
+    while let Some((source, result)) = results.next().await {
+        progress.inc(1);
+        match result {
+            Ok(done) => {
+                collections.insert(done.collection.clone());
+                if done.changed {
+                    ingested += 1;
+                } else {
+                    unchanged += 1;
+                }
+                progress.set_message(done.item_id);
+            }
+            Err(f) => {
+                failed += 1;
+                progress.suspend(|| eprintln!("error: {source}: {}", f.message));
+                failed_log.record(&source, f.class, &f.message).await?;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let mut catalog_changed = false;
+    for c in &collections {
+        let outcome = pipeline
+            .catalog()
+            .refresh_collection(c)
+            .await
+            .map_err(|e| anyhow::anyhow!("updating collection {c}: {e}"))?;
+        catalog_changed |= outcome == zarrstac_catalog::WriteOutcome::Written;
+    }
+    pipeline
+        .catalog()
+        .refresh_root()
+        .await
+        .map_err(|e| anyhow::anyhow!("updating the root catalog: {e}"))?;
+    eprintln!(
+        "summary: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections{}; catalog at {}",
+        collections.len(),
+        if catalog_changed { " updated" } else { "" },
+        pipeline.catalog().root().url
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

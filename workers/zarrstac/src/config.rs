@@ -1,0 +1,138 @@
+//! `pipeline.toml`: the whole pipeline in one file, every key overridable by
+//! `ZARRSTAC_<SECTION>__<KEY>` environment variables.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PipelineConfig {
+    pub output: OutputConfig,
+    pub refs: RefsConfig,
+    pub stac: StacConfig,
+    pub run: RunConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutputConfig {
+    pub catalog: String,
+    pub refs_root: String,
+    pub failed: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefsConfig {
+    pub inline_threshold: u64,
+    pub materialize_limit: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StacConfig {
+    pub store_style: String,
+    pub collection: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    pub concurrency: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            output: OutputConfig::default(),
+            refs: RefsConfig::default(),
+            stac: StacConfig::default(),
+            run: RunConfig::default(),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            catalog: "out/catalog".into(),
+            refs_root: "out/refs".into(),
+            failed: "out/failed.jsonl".into(),
+        }
+    }
+}
+
+impl Default for RefsConfig {
+    fn default() -> Self {
+        RefsConfig {
+            inline_threshold: 500,
+            materialize_limit: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StacConfig {
+    fn default() -> Self {
+        StacConfig {
+            store_style: "kerchunk".into(),
+            collection: None,
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { concurrency: 4 }
+    }
+}
+
+impl PipelineConfig {
+    /// Defaults, then `path` (when it exists, or must exist when named explicitly), then
+    /// the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(PipelineConfig::default()));
+        match path {
+            Some(p) if !p.exists() => anyhow::bail!("config file {} does not exist", p.display()),
+            Some(p) => figment = figment.merge(Toml::file(p)),
+            None if Path::new("pipeline.toml").exists() => {
+                figment = figment.merge(Toml::file("pipeline.toml"))
+            }
+            None => {}
+        }
+        let config: PipelineConfig = figment
+            .merge(Env::prefixed("ZARRSTAC_").split("__"))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if zarrstac_stac::StoreStyle::parse(&config.stac.store_style).is_none() {
+            anyhow::bail!(
+                "configuration: stac.store_style must be \"kerchunk\" or \"virtualizarr\", not {:?}",
+                config.stac.store_style
+            );
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_file_matches_the_defaults_and_env_overrides_keys() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+        let from_file = PipelineConfig::load(Some(&file)).unwrap();
+        assert_eq!(from_file.output.catalog, "out/catalog");
+        assert_eq!(from_file.refs.inline_threshold, 500);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ZARRSTAC_OUTPUT__CATALOG", "s3://bucket/stac");
+            jail.set_env("ZARRSTAC_RUN__CONCURRENCY", "9");
+            let c = PipelineConfig::load(Some(&file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.output.catalog, "s3://bucket/stac");
+            assert_eq!(c.run.concurrency, 9);
+            Ok(())
+        });
+    }
+}
