@@ -207,17 +207,17 @@ impl StaticCatalog {
             }
             let p = &item["properties"];
             for t in [&p["start_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str() {
-                    if start.as_deref().is_none_or(|x| t < x) {
-                        start = Some(t.to_string());
-                    }
+                if let Some(t) = t.as_str()
+                    && start.as_deref().is_none_or(|x| t < x)
+                {
+                    start = Some(t.to_string());
                 }
             }
             for t in [&p["end_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str() {
-                    if end.as_deref().is_none_or(|x| t > x) {
-                        end = Some(t.to_string());
-                    }
+                if let Some(t) = t.as_str()
+                    && end.as_deref().is_none_or(|x| t > x)
+                {
+                    end = Some(t.to_string());
                 }
             }
             for key in SUMMARIZED {

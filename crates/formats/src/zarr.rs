@@ -433,6 +433,13 @@ fn fill_group(
                 group: also_group,
                 attrs,
             }) => {
+                // Nodes below an array are not part of the hierarchy: say so, once each.
+                for inner in children.get(child_path).into_iter().flatten() {
+                    refused.push(Refusal {
+                        path: inner.clone(),
+                        reason: format!("lies inside the array '{child_path}'"),
+                    });
+                }
                 if also_group.is_some() {
                     refused.push(Refusal {
                         path: child_path.clone(),
@@ -927,6 +934,16 @@ mod tests {
             )
             .is_err()
         );
+        let nested = vec![
+            (
+                "a/.zarray".into(),
+                json!({"zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "<i4"}),
+            ),
+            ("a/b/.zgroup".into(), json!({"zarr_format": 2})),
+        ];
+        let d = from_documents("u", nested).unwrap();
+        assert_eq!(d.arrays().len(), 1);
+        assert_eq!(d.refused[0].path, "a/b");
         let bad_attrs = vec![("x/.zattrs".into(), json!([1]))];
         assert!(from_documents("u", bad_attrs).is_err());
     }

@@ -158,32 +158,6 @@ impl Location {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_paths_become_absolute_file_urls() {
-        let loc = Location::parse("Cargo.toml").unwrap();
-        assert!(loc.url.starts_with("file:///"), "{}", loc.url);
-        assert!(loc.url.ends_with("/Cargo.toml"));
-        assert_eq!(loc.file_name(), "Cargo.toml");
-    }
-
-    #[test]
-    fn unknown_scheme_is_refused_with_the_scheme_named() {
-        let err = Location::parse("ftp://host/x.nc").unwrap_err();
-        assert!(err.to_string().contains("'ftp'"), "{err}");
-    }
-
-    #[test]
-    fn s3_urls_keep_the_key_as_path() {
-        let loc = Location::parse("s3://bucket/dir/a%20b.nc").unwrap();
-        assert_eq!(loc.url, "s3://bucket/dir/a%20b.nc");
-        assert_eq!(loc.path.as_ref(), "dir/a b.nc");
-    }
-}
-
 impl Location {
     /// Writes `bytes` unless the object already holds exactly these bytes, so that
     /// re-running on the same inputs changes nothing. Returns whether it wrote.
@@ -207,5 +181,31 @@ impl Location {
             .await
             .map_err(err)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_become_absolute_file_urls() {
+        let loc = Location::parse("Cargo.toml").unwrap();
+        assert!(loc.url.starts_with("file:///"), "{}", loc.url);
+        assert!(loc.url.ends_with("/Cargo.toml"));
+        assert_eq!(loc.file_name(), "Cargo.toml");
+    }
+
+    #[test]
+    fn unknown_scheme_is_refused_with_the_scheme_named() {
+        let err = Location::parse("ftp://host/x.nc").unwrap_err();
+        assert!(err.to_string().contains("'ftp'"), "{err}");
+    }
+
+    #[test]
+    fn s3_urls_keep_the_key_as_path() {
+        let loc = Location::parse("s3://bucket/dir/a%20b.nc").unwrap();
+        assert_eq!(loc.url, "s3://bucket/dir/a%20b.nc");
+        assert_eq!(loc.path.as_ref(), "dir/a b.nc");
     }
 }

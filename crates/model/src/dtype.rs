@@ -74,7 +74,7 @@ pub fn decode_numbers(bytes: &[u8], dtype: &DataType) -> Option<Vec<f64>> {
         }
         _ => return None,
     };
-    if size == 0 || bytes.len() % size != 0 {
+    if size == 0 || !bytes.len().is_multiple_of(size) {
         return None;
     }
     let big = matches!(order, ByteOrder::Big);

@@ -81,10 +81,10 @@ fn finite(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|f| f.is_finite())
 }
 
-/// A timestamp as RFC 3339 UTC with `Z`. EOPF writes `+00:00` offsets and, for some
-/// fields (S1 `sat:anx_datetime`), no zone at all: those are UTC by the product spec.
-pub fn timestamp(v: Option<&Value>) -> Option<String> {
-    use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+/// A timestamp as an instant. EOPF writes `+00:00` offsets and, for some fields (S1
+/// `sat:anx_datetime`), no zone at all: those are UTC by the product spec.
+fn instant(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
     let s = v?.as_str()?.trim();
     if is_placeholder(s) {
         return None;
@@ -98,7 +98,17 @@ pub fn timestamp(v: Option<&Value>) -> Option<String> {
             naive.and_utc()
         }
     };
-    Some(utc.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    // RFC 3339 has four-digit years only.
+    (1..=9999).contains(&utc.year()).then_some(utc)
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A timestamp as RFC 3339 UTC with `Z`; `None` for placeholders and unparseable text.
+pub fn timestamp(v: Option<&Value>) -> Option<String> {
+    instant(v).map(rfc3339)
 }
 
 /// True for an ISO 8601 duration such as `PT3H`, `P1D`, `PT0.5S`.
@@ -121,7 +131,11 @@ pub fn is_iso_duration(s: &str) -> bool {
                 continue;
             }
             let at = allowed.iter().position(|d| *d == c)?;
-            if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+            if number.is_empty()
+                || number.starts_with('.')
+                || number.ends_with('.')
+                || number.matches('.').count() > 1
+            {
                 return None;
             }
             if number.contains('.') && c != *designators.last()? {
@@ -853,15 +867,16 @@ fn sub_product_prefix(root: &Group) -> Option<String> {
     if rest.is_empty() {
         return None;
     }
+    // Shared prefix in whole characters, so slicing stays on character boundaries.
     let mut common = first.len();
     for n in rest {
-        common = common.min(
-            first
-                .bytes()
-                .zip(n.bytes())
-                .take_while(|(a, b)| a == b)
-                .count(),
-        );
+        let shared: usize = first
+            .chars()
+            .zip(n.chars())
+            .take_while(|(a, b)| a == b)
+            .map(|(a, _)| a.len_utf8())
+            .sum();
+        common = common.min(shared);
     }
     let cut = first[..common].rfind('_')? + 1;
     Some(first[..cut].to_string())
@@ -992,24 +1007,22 @@ pub fn item_for_eopf(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
         .unwrap_or(&empty);
 
     let mut props = Map::new();
-    let start = timestamp(p.get("start_datetime"));
-    let end = timestamp(p.get("end_datetime"));
-    let instant = timestamp(p.get("datetime"));
-    match (&start, &end, &instant) {
-        (Some(s), Some(e), _) if s <= e => {
-            props.extend(time_properties(s, e));
+    let start = instant(p.get("start_datetime"));
+    let end = instant(p.get("end_datetime"));
+    let moment = instant(p.get("datetime"));
+    match (start, end, moment) {
+        (Some(a), Some(b), moment) => {
+            let (s, e) = (a.min(b), a.max(b));
+            props.extend(time_properties(&rfc3339(s), &rfc3339(e)));
             // A product that states its instant keeps it beside the range.
-            if let Some(t) = &instant
+            if let Some(t) = moment
                 && s != e
             {
-                props.insert("datetime".into(), json!(t));
+                props.insert("datetime".into(), json!(rfc3339(t)));
             }
         }
-        (_, _, Some(t)) => {
-            props.insert("datetime".into(), json!(t));
-        }
-        (Some(t), _, None) | (None, Some(t), None) => {
-            props.insert("datetime".into(), json!(t));
+        (_, _, Some(t)) | (Some(t), None, None) | (None, Some(t), None) => {
+            props.insert("datetime".into(), json!(rfc3339(t)));
         }
         (None, None, None) => match &opts.source_modified {
             Some(m) => {
@@ -1113,6 +1126,7 @@ mod tests {
             Some("2025-04-16T06:31:31Z")
         );
         assert_eq!(t("null"), None);
+        assert_eq!(t("+10000-01-01T00:00:00Z"), None);
         assert_eq!(t("yesterday"), None);
     }
 
@@ -1156,6 +1170,21 @@ mod tests {
         let outside =
             json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 91], [0, 0]]]});
         assert_eq!(closed_geometry(&outside), None);
+    }
+
+    #[test]
+    fn sub_product_names_share_a_prefix() {
+        let mut root = Group::new("");
+        for name in ["S01X_1_VH", "S01X_1_VV", "measurements"] {
+            root.groups.push(Group::new(name));
+        }
+        assert_eq!(sub_product_prefix(&root).as_deref(), Some("S01X_1_"));
+        root.groups = vec![Group::new("é_a"), Group::new("è_b")];
+        assert_eq!(sub_product_prefix(&root), None);
+        root.groups = vec![Group::new("ab_é"), Group::new("ab_è")];
+        assert_eq!(sub_product_prefix(&root).as_deref(), Some("ab_"));
+        root.groups = vec![Group::new("only_one")];
+        assert_eq!(sub_product_prefix(&root), None);
     }
 
     #[test]

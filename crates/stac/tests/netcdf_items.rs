@@ -20,7 +20,10 @@ async fn item(path: &Path) -> Value {
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let opts = ItemOptions {
-        refs_href: Some(format!("file:///refs/{}.json", path.file_name().unwrap().to_string_lossy())),
+        refs_href: Some(format!(
+            "file:///refs/{}.json",
+            path.file_name().unwrap().to_string_lossy()
+        )),
         source_modified: Some(modified),
         ..ItemOptions::default()
     };
@@ -70,16 +73,26 @@ async fn every_fixture_gives_a_valid_item() {
             }
         }
         // Every data variable is a band of the store asset, named by its array path.
-        for band in item["assets"]["zarr"]["bands"].as_array().into_iter().flatten() {
+        for band in item["assets"]["zarr"]["bands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = band["name"].as_str().unwrap();
-            assert_eq!(p["cube:variables"][name]["variable_type"], "data", "{}", path.display());
+            assert_eq!(
+                p["cube:variables"][name]["variable_type"],
+                "data",
+                "{}",
+                path.display()
+            );
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmip6_o3_item_means_what_the_file_says() {
-    let path = fixtures().join("shared/cmip6/o3_Amon_GFDL-ESM4_historical_r1i1p1f1_gr1_185001-194912.nc");
+    let path =
+        fixtures().join("shared/cmip6/o3_Amon_GFDL-ESM4_historical_r1i1p1f1_gr1_185001-194912.nc");
     let item = item(&path).await;
     let p = &item["properties"];
     assert_eq!(p["cmip6:source_id"], "GFDL-ESM4");
@@ -94,24 +107,40 @@ async fn cmip6_o3_item_means_what_the_file_says() {
     assert_eq!(p["cube:dimensions"]["plev"]["unit"], "Pa");
     assert_eq!(p["cube:dimensions"]["lat"]["reference_system"], 4326);
     assert_eq!(p["cube:variables"]["o3"]["variable_type"], "data");
-    assert_eq!(p["cube:variables"]["time_bnds"]["variable_type"], "auxiliary");
+    assert_eq!(
+        p["cube:variables"]["time_bnds"]["variable_type"],
+        "auxiliary"
+    );
     assert_eq!(p["proj:code"], "EPSG:4326");
     let bands = item["assets"]["zarr"]["bands"].as_array().unwrap();
     assert_eq!(bands.len(), 1);
     assert_eq!(bands[0]["name"], "o3");
     assert_eq!(bands[0]["unit"], "mol mol-1");
     assert_eq!(bands[0]["nodata"], json!(1e20));
-    assert_eq!(bands[0]["cf:parameter"][0]["name"], "mole_fraction_of_ozone_in_air");
+    assert_eq!(
+        bands[0]["cf:parameter"][0]["name"],
+        "mole_fraction_of_ozone_in_air"
+    );
     assert_eq!(bands[0]["cell_methods"], "time: mean");
     assert_eq!(item["collection"], "cmip6-amon-o3");
-    assert!(item["links"].as_array().unwrap().iter().any(|l| l["rel"] == "store"));
+    assert!(
+        item["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["rel"] == "store")
+    );
     assert_eq!(item["assets"]["source"]["file:size"], 865302);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmip5_360_day_series_gives_valid_ordered_times() {
     let dir = fixtures().join("shared/cmip5-netcdf3-series");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     paths.sort();
     assert_eq!(paths.len(), 13);
     let mut last_end = None;
@@ -133,7 +162,10 @@ async fn cmip5_360_day_series_gives_valid_ordered_times() {
     }
     // 2005-12-16 is the first time of the series.
     let first = item(&paths[0]).await;
-    assert_eq!(first["properties"]["start_datetime"], "2005-12-16T00:00:00Z");
+    assert_eq!(
+        first["properties"]["start_datetime"],
+        "2005-12-16T00:00:00Z"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +187,9 @@ async fn written_dates_in_units_are_decoded() {
     // jan.nc4 writes its units as 'days since Jan 1, 2000'.
     let item = item(&fixtures().join("shared/netcdf4/jan.nc4")).await;
     let p = &item["properties"];
-    let start = p["start_datetime"].as_str().or(p["datetime"].as_str()).unwrap();
+    let start = p["start_datetime"]
+        .as_str()
+        .or(p["datetime"].as_str())
+        .unwrap();
     assert!(start.starts_with("2000-01"), "{start}");
 }

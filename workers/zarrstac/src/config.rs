@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PipelineConfig {
     pub output: OutputConfig,
@@ -42,17 +42,6 @@ pub struct StacConfig {
 #[serde(default)]
 pub struct RunConfig {
     pub concurrency: usize,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            output: OutputConfig::default(),
-            refs: RefsConfig::default(),
-            stac: StacConfig::default(),
-            run: RunConfig::default(),
-        }
-    }
 }
 
 impl Default for OutputConfig {
@@ -120,6 +109,8 @@ impl PipelineConfig {
 mod tests {
     use super::*;
 
+    // figment's Jail fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
     #[test]
     fn the_repository_file_matches_the_defaults_and_env_overrides_keys() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
