@@ -7,7 +7,8 @@ into a fresh static catalog, run from a scratch working directory with --catalog
 * schema validity of every catalog, collection and item, by two independent validators
   (stacschema.py here, `zarrstac validate` in the binary);
 * a sound catalog tree: every link resolves, nothing is orphaned, collection extents hold
-  their items' bboxes and times;
+  their items' bboxes and times (also for times that differ only in a written fraction of
+  a second, which sort wrongly as text);
 * idempotence: a second run writes nothing (bytes and mtimes unchanged) and says so;
 * references that reproduce their source (refcheck, as in the `refs` round trip).
 
@@ -312,6 +313,8 @@ def test_collection_extents_hold_items(ingested):
         intervals = coll["extent"]["temporal"]["interval"]
         lo = instant(intervals[0][0]) if intervals[0][0] else None
         hi = instant(intervals[0][1]) if intervals[0][1] else None
+        if lo and hi and lo > hi:
+            problems.append(f"{coll['id']}: interval {intervals[0]} ends before it starts")
         for link in links(coll, "item"):
             ipath = resolve(cpath, link["href"])
             item = ingested.items[ipath]
@@ -324,6 +327,44 @@ def test_collection_extents_hold_items(ingested):
                 problems.append(f"{coll['id']}: interval {intervals[0]} does not hold {item['id']} "
                                 f"[{start.isoformat()}, {end.isoformat()}] (years +2000)")
     assert not problems, "\n".join(problems[:30])
+
+
+def _eopf_copy(src: Path, dest: Path, product_id: str, start: str, end: str):
+    """A metadata-only copy of an EOPF store (root documents; .zmetadata describes every node)
+    with its own product id and acquisition times."""
+    dest.mkdir(parents=True)
+    (dest / ".zgroup").write_bytes((src / ".zgroup").read_bytes())
+    attrs = load(src / ".zattrs")
+    meta = load(src / ".zmetadata")
+    sd = attrs["stac_discovery"]
+    sd["id"] = product_id
+    sd["properties"].update(start_datetime=start, end_datetime=end)
+    meta["metadata"][".zattrs"] = attrs
+    (dest / ".zattrs").write_text(json.dumps(attrs))
+    (dest / ".zmetadata").write_text(json.dumps(meta))
+
+
+def test_collection_extent_compares_instants_not_text(zarrstac, tmp_path):
+    """Two products a fraction of a second apart, one time written with a fraction and one
+    without: the collection interval must hold both ("...01Z" is before "...01.024Z",
+    although it sorts after it as text)."""
+    src = next(p for p in EOPF_STORES if p.name.startswith("S02MSIL2A"))
+    times = {"A": "2025-01-09T10:04:01.024000+00:00", "B": "2025-01-09T10:04:01+00:00"}
+    for name, t in times.items():
+        _eopf_copy(src, tmp_path / "in" / f"{name}.zarr", f"S2A_MSIL2A_EXTENT_TEST_{name}", t, t)
+    ws = Workspace(tmp_path / "ws")
+    proc = ws.ingest(zarrstac.binary, [tmp_path / "in"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = Ingested(ws, proc)
+    assert len(found.items) == 2 and len(found.collections) == 1, sorted(map(str, found.docs))
+    (coll,) = found.collections.values()
+    lo, hi = (instant(t) for t in coll["extent"]["temporal"]["interval"][0])
+    assert lo <= hi, f"interval {coll['extent']['temporal']['interval'][0]} ends before it starts"
+    for item in found.items.values():
+        start, end = item_span(item["properties"])
+        assert lo <= start and end <= hi, \
+            f"interval {coll['extent']['temporal']['interval'][0]} does not hold {item['id']} " \
+            f"{item['properties'].get('datetime') or item['properties'].get('start_datetime')}"
 
 
 def test_second_run_writes_nothing(ingested, second_run):
