@@ -72,11 +72,8 @@ pub async fn detect(reader: &RangeReader) -> Result<DetectedFormat, ScanError> {
 /// Reads the metadata of one NetCDF or HDF5 file into a [`Dataset`].
 pub async fn scan(reader: RangeReader, options: &ScanOptions) -> Result<Dataset, ScanError> {
     let format = detect(&reader).await?;
-    let blocking = BlockingReader::new(
-        reader,
-        tokio::runtime::Handle::current(),
-        options.block_cache,
-    );
+    let config = options.block_cache_for(&reader);
+    let blocking = BlockingReader::new(reader, tokio::runtime::Handle::current(), config);
     let options = options.clone();
     let worker = Arc::clone(&blocking);
     let dataset = tokio::task::spawn_blocking(move || match format {

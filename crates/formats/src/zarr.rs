@@ -175,6 +175,7 @@ async fn walk_store(root: &Location) -> Result<Vec<(String, Bytes)>, ScanError> 
                 store: root.store.clone(),
                 path: child.clone().join(file),
                 url: format!("{base}/{key}/{file}"),
+                local_path: root.local_path.as_ref().map(|p| p.join(&key).join(file)),
             };
             nodes += 1;
             if nodes > MAX_LISTED_NODES {
@@ -953,6 +954,7 @@ mod tests {
             store: Arc::new(InMemory::new()),
             path: Path::from("stores/s.zarr"),
             url: "memory:///stores/s.zarr/".into(),
+            local_path: None,
         }
     }
 

@@ -19,11 +19,26 @@ pub struct BlockingReaderConfig {
 }
 
 impl Default for BlockingReaderConfig {
+    /// For object stores: large blocks, because a request costs a round trip while a few
+    /// hundred KiB more cost little; metadata spread through a file (chunk B-trees between
+    /// the chunks) is then fetched in few requests.
     fn default() -> Self {
         BlockingReaderConfig {
-            block_size: 256 * 1024,
-            read_ahead_blocks: 3,
-            max_blocks: 256,
+            block_size: 512 * 1024,
+            read_ahead_blocks: 1,
+            max_blocks: 128,
+        }
+    }
+}
+
+impl BlockingReaderConfig {
+    /// For local files: small blocks and no read-ahead, because a positioned read is
+    /// cheap and bytes read needlessly are not.
+    pub fn local() -> Self {
+        BlockingReaderConfig {
+            block_size: 8 * 1024,
+            read_ahead_blocks: 0,
+            max_blocks: 4096,
         }
     }
 }
@@ -37,30 +52,26 @@ pub struct BlockingReader {
     cache: Mutex<BlockCache>,
 }
 
-#[derive(Default)]
+/// Least-recently-used blocks by block number.
 struct BlockCache {
-    blocks: std::collections::HashMap<u64, (Bytes, u64)>,
-    clock: u64,
+    blocks: lru::LruCache<u64, Bytes>,
 }
 
 impl BlockCache {
-    fn get(&mut self, index: u64) -> Option<Bytes> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.blocks.get_mut(&index).map(|(b, used)| {
-            *used = clock;
-            b.clone()
-        })
+    fn new(max_blocks: usize) -> Self {
+        BlockCache {
+            blocks: lru::LruCache::new(
+                std::num::NonZeroUsize::new(max_blocks.max(1)).expect("at least one block"),
+            ),
+        }
     }
 
-    fn insert(&mut self, index: u64, block: Bytes, max_blocks: usize) {
-        self.clock += 1;
-        if self.blocks.len() >= max_blocks
-            && let Some((&oldest, _)) = self.blocks.iter().min_by_key(|(_, (_, used))| *used)
-        {
-            self.blocks.remove(&oldest);
-        }
-        self.blocks.insert(index, (block, self.clock));
+    fn get(&mut self, index: u64) -> Option<Bytes> {
+        self.blocks.get(&index).cloned()
+    }
+
+    fn insert(&mut self, index: u64, block: Bytes) {
+        self.blocks.put(index, block);
     }
 }
 
@@ -69,7 +80,7 @@ impl BlockingReader {
     /// must then happen on a thread outside the runtime's workers.
     pub fn new(reader: RangeReader, handle: Handle, config: BlockingReaderConfig) -> Arc<Self> {
         let config = BlockingReaderConfig {
-            block_size: config.block_size.max(4096),
+            block_size: config.block_size.max(1024),
             max_blocks: config.max_blocks.max(4),
             ..config
         };
@@ -77,7 +88,7 @@ impl BlockingReader {
             reader,
             handle,
             config,
-            cache: Mutex::new(BlockCache::default()),
+            cache: Mutex::new(BlockCache::new(config.max_blocks)),
         })
     }
 
@@ -135,7 +146,7 @@ impl BlockingReader {
                 if i <= last {
                     blocks.push(block.clone());
                 }
-                cache.insert(i, block, self.config.max_blocks);
+                cache.insert(i, block);
             }
         }
         let start_in_first = (offset - first * bs) as usize;
@@ -156,10 +167,7 @@ impl BlockingReader {
     fn fetch_blocks(&self, from: u64, to: u64) -> Result<Vec<Bytes>, IoError> {
         let bs = self.config.block_size;
         let range = from * bs..(to * bs).min(self.size());
-        let reader = self.reader.clone();
-        let bytes = self
-            .handle
-            .block_on(async move { reader.read(range).await })?;
+        let bytes = self.reader.read_blocking(range, &self.handle)?;
         Ok((0..(to - from))
             .map(|k| {
                 let s = (k * bs) as usize;

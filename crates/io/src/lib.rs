@@ -30,6 +30,12 @@ pub enum IoError {
         end: u64,
         size: u64,
     },
+    #[error("{url}: {source}")]
+    Local {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{url}: the async runtime is gone; cannot read")]
     RuntimeGone { url: String },
 }
@@ -48,6 +54,7 @@ impl IoError {
                     | object_store::Error::Unauthenticated { .. }
             ),
             IoError::OutOfBounds { .. } => false,
+            IoError::Local { .. } => false,
             IoError::RuntimeGone { .. } => true,
         }
     }

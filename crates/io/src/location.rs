@@ -11,6 +11,9 @@ pub struct Location {
     pub path: Path,
     /// Absolute URL of the object (`file:///...` for local files).
     pub url: String,
+    /// The path on this machine, for local files: read directly, without the object-store
+    /// machinery (one open file instead of an open per range).
+    pub local_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Location {
@@ -105,6 +108,7 @@ impl Location {
             store,
             path,
             url: input.to_string(),
+            local_path: None,
         }
     }
 
@@ -131,6 +135,7 @@ impl Location {
             store: Arc::new(object_store::local::LocalFileSystem::new()),
             path,
             url: url.to_string(),
+            local_path: Some(abs),
         })
     }
 
@@ -154,6 +159,7 @@ impl Location {
             store: self.store.clone(),
             path,
             url,
+            local_path: self.local_path.as_ref().map(|p| p.join(name)),
         }
     }
 }

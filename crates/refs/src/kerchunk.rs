@@ -98,40 +98,55 @@ fn write_array<W: Write>(
         &format!("{path}/.zattrs"),
         &attrs_json(&array.attributes, Some(&array.dimensions)),
     )?;
-    let mut k = String::with_capacity(path.len() + 32);
+    // Escaped once per array, not once per chunk: a variable can have millions.
+    let escaped_prefix = {
+        let quoted = serde_json::to_string(&format!("{path}/")).map_err(std::io::Error::from)?;
+        quoted[..quoted.len() - 1].to_string() // without the closing quote
+    };
+    let escaped_urls: Vec<String> = array
+        .manifest
+        .paths()
+        .iter()
+        .map(|u| serde_json::to_string(u))
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::from)?;
+    let mut line = String::with_capacity(escaped_prefix.len() + 128);
+    let mut num = itoa::Buffer::new();
     for (index, chunk) in array.manifest.iter() {
-        k.clear();
-        k.push_str(path);
-        k.push('/');
+        line.clear();
+        line.push_str(",\n");
+        line.push_str(&escaped_prefix);
         if index.is_empty() {
-            k.push('0');
+            line.push('0');
         }
         for (i, n) in index.iter().enumerate() {
             if i > 0 {
-                k.push('.');
+                line.push('.');
             }
-            let _ = write!(k, "{n}");
+            line.push_str(num.format(*n));
         }
-        w.write_all(b",\n")?;
-        serde_json::to_writer(&mut *w, &k).map_err(std::io::Error::from)?;
-        w.write_all(b":")?;
+        line.push_str("\":");
         match chunk {
             ChunkRef::Range {
                 path: p,
                 offset,
                 length,
             } => {
-                let url = array
-                    .manifest
-                    .paths()
+                let url = escaped_urls
                     .get(*p as usize)
                     .ok_or_else(|| unrep(format!("chunk refers to unknown path number {p}")))?;
-                w.write_all(b"[")?;
-                serde_json::to_writer(&mut *w, url).map_err(std::io::Error::from)?;
-                write!(w, ",{offset},{length}]")?;
+                line.push('[');
+                line.push_str(url);
+                line.push(',');
+                line.push_str(num.format(*offset));
+                line.push(',');
+                line.push_str(num.format(*length));
+                line.push(']');
+                w.write_all(line.as_bytes())?;
             }
             ChunkRef::Inline(bytes) => {
-                w.write_all(b"\"base64:")?;
+                line.push_str("\"base64:");
+                w.write_all(line.as_bytes())?;
                 w.write_all(B64.encode(bytes).as_bytes())?;
                 w.write_all(b"\"")?;
             }

@@ -101,13 +101,17 @@ pub fn chunk_infos(
             BTreeV1Key::RawData {
                 chunk_size,
                 filter_mask,
-                offsets,
-            } if offsets.len() >= ndim => Ok(ChunkEntry {
-                address: addr,
-                size: chunk_size as u64,
-                filter_mask,
-                offsets: offsets[..ndim].to_vec(),
-            }),
+                mut offsets,
+            } if offsets.len() >= ndim => {
+                // The key carries a trailing element-size axis; drop it in place.
+                offsets.truncate(ndim);
+                Ok(ChunkEntry {
+                    address: addr,
+                    size: chunk_size as u64,
+                    filter_mask,
+                    offsets,
+                })
+            }
             _ => Err("chunk B-tree holds a node that is not a raw-data key".to_string()),
         })
         .collect::<Result<_, _>>()?,

@@ -72,7 +72,10 @@ fn bitshuffle_decode(cd: &[u32], input: &[u8], elem: usize, limit: u64) -> Resul
             "chunk decodes to {total} bytes, over the limit of {limit}"
         ));
     }
-    if !(total as usize).is_multiple_of(elem_size) || block_elems == 0 || !block_elems.is_multiple_of(8) {
+    if !(total as usize).is_multiple_of(elem_size)
+        || block_elems == 0
+        || !block_elems.is_multiple_of(8)
+    {
         return Err(format!(
             "inconsistent sizes: {total} bytes, {elem_size}-byte elements, blocks of {block_elems}"
         ));

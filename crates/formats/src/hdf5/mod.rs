@@ -74,11 +74,8 @@ fn open(reader: &Arc<BlockingReader>, options: &ScanOptions) -> Result<Hdf5File,
 pub async fn chunk_table(
     reader: zarrstac_io::RangeReader,
 ) -> Result<Vec<(String, Vec<ChunkInfo>)>, ScanError> {
-    let blocking = BlockingReader::new(
-        reader,
-        tokio::runtime::Handle::current(),
-        zarrstac_io::BlockingReaderConfig::default(),
-    );
+    let config = ScanOptions::default().block_cache_for(&reader);
+    let blocking = BlockingReader::new(reader, tokio::runtime::Handle::current(), config);
     tokio::task::spawn_blocking(move || {
         let url = blocking.reader().url().to_string();
         let size = blocking.size();

@@ -42,6 +42,8 @@ struct Done {
     requests: u64,
     bytes_read: u64,
     size: u64,
+    /// Milliseconds spent reading metadata, inlining small chunks, writing references.
+    stage_ms: [u128; 3],
 }
 
 pub async fn run(args: RefsArgs) -> ExitCode {
@@ -114,8 +116,14 @@ pub async fn run(args: RefsArgs) -> ExitCode {
                 }
                 if args.stats {
                     eprintln!(
-                        "stats    {}: {} range requests, {} bytes read of {}",
-                        done.source, done.requests, done.bytes_read, done.size
+                        "stats    {}: {} range requests, {} bytes read of {}; scan {} ms, inline {} ms, write {} ms",
+                        done.source,
+                        done.requests,
+                        done.bytes_read,
+                        done.size,
+                        done.stage_ms[0],
+                        done.stage_ms[1],
+                        done.stage_ms[2]
                     );
                 }
             }
@@ -157,12 +165,15 @@ async fn one(
     args: &RefsArgs,
     options: &ScanOptions,
 ) -> anyhow::Result<Done> {
+    let started = std::time::Instant::now();
     let location = Location::parse(source)?;
     let reader = RangeReader::open(location).await?;
     let mut dataset = zarrstac_formats::scan(reader.clone(), options).await?;
+    let scanned = started.elapsed();
     zarrstac_refs::inline_small_chunks(&mut dataset, &reader, args.inline_threshold)
         .await
         .context("reading small chunks to inline")?;
+    let inlined = started.elapsed();
     let report = zarrstac_refs::report(&dataset);
     let bytes = tokio::task::spawn_blocking(move || {
         let mut buf = Vec::new();
@@ -189,5 +200,10 @@ async fn one(
         requests: reader.stats().requests(),
         bytes_read: reader.stats().bytes(),
         size: reader.size(),
+        stage_ms: [
+            scanned.as_millis(),
+            (inlined - scanned).as_millis(),
+            (started.elapsed() - inlined).as_millis(),
+        ],
     })
 }
