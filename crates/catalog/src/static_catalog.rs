@@ -144,8 +144,8 @@ impl StaticCatalog {
             .await
     }
 
-    /// Every item document of a collection, in path order.
-    async fn items_of(&self, collection: &str) -> Result<Vec<(String, Value)>, CatalogError> {
+    /// Paths of every item document of a collection, in path order.
+    async fn items_of(&self, collection: &str) -> Result<Vec<String>, CatalogError> {
         let prefix = self.root.join(collection);
         let listed: Vec<object_store::ObjectMeta> = prefix
             .store
@@ -171,13 +171,7 @@ impl StaticCatalog {
             })
             .collect();
         rels.sort();
-        let mut out = Vec::with_capacity(rels.len());
-        for rel in rels {
-            if let Some(doc) = self.read_json(&rel).await? {
-                out.push((rel, doc));
-            }
-        }
-        Ok(out)
+        Ok(rels)
     }
 
     /// Rewrites a collection from the items it holds: extent, summaries, item links.
@@ -189,13 +183,24 @@ impl StaticCatalog {
             f64::NEG_INFINITY,
             f64::NEG_INFINITY,
         );
-        let (mut start, mut end): (Option<String>, Option<String>) = (None, None);
+        // (instant, text as written): compare instants, keep the items' own text.
+        type Instant = (chrono::DateTime<chrono::Utc>, String);
+        let (mut start, mut end): (Option<Instant>, Option<Instant>) = (None, None);
+        let parse = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|d| (d.with_timezone(&chrono::Utc), t.to_string()))
+        };
         let mut summaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         let mut links = vec![
             json!({"rel": "root", "href": "../catalog.json", "type": "application/json"}),
             json!({"rel": "parent", "href": "../catalog.json", "type": "application/json"}),
         ];
-        for (rel, item) in &items {
+        // One item in memory at a time: collections can hold very many.
+        for rel in &items {
+            let Some(item) = self.read_json(rel).await? else {
+                continue;
+            };
             if let Some(b) = item["bbox"].as_array().filter(|b| b.len() == 4) {
                 let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
                 if v.len() == 4 {
@@ -207,17 +212,17 @@ impl StaticCatalog {
             }
             let p = &item["properties"];
             for t in [&p["start_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str()
-                    && start.as_deref().is_none_or(|x| t < x)
+                if let Some(t) = t.as_str().and_then(parse)
+                    && start.as_ref().is_none_or(|x| t.0 < x.0)
                 {
-                    start = Some(t.to_string());
+                    start = Some(t);
                 }
             }
             for t in [&p["end_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str()
-                    && end.as_deref().is_none_or(|x| t > x)
+                if let Some(t) = t.as_str().and_then(parse)
+                    && end.as_ref().is_none_or(|x| t.0 > x.0)
                 {
-                    end = Some(t.to_string());
+                    end = Some(t);
                 }
             }
             for key in SUMMARIZED {
@@ -256,7 +261,7 @@ impl StaticCatalog {
             "license": "other",
             "extent": {
                 "spatial": {"bbox": bbox},
-                "temporal": {"interval": [[start, end]]}
+                "temporal": {"interval": [[start.map(|s| s.1), end.map(|e| e.1)]]}
             },
             "links": links,
         });
@@ -336,11 +341,19 @@ mod tests {
             "1999-01-01T00:00:00Z",
             "1999-06-01T00:00:00Z",
         );
+        // Same second, one with a fraction: instants are compared, not text ('.' < 'Z').
+        let c = item(
+            "c",
+            [0.0, 0.0, 1.0, 1.0],
+            "2000-12-31T00:00:00.500Z",
+            "2000-12-31T00:00:00.500Z",
+        );
         assert_eq!(
             cat.write_item(a.clone()).await.unwrap(),
             WriteOutcome::Written
         );
         assert_eq!(cat.write_item(b).await.unwrap(), WriteOutcome::Written);
+        assert_eq!(cat.write_item(c).await.unwrap(), WriteOutcome::Written);
         assert_eq!(cat.write_item(a).await.unwrap(), WriteOutcome::Unchanged);
         assert_eq!(
             cat.refresh_collection("c1").await.unwrap(),
@@ -360,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             coll["extent"]["temporal"]["interval"],
-            json!([["1999-01-01T00:00:00Z", "2000-12-31T00:00:00Z"]])
+            json!([["1999-01-01T00:00:00Z", "2000-12-31T00:00:00.500Z"]])
         );
         assert_eq!(coll["summaries"]["platform"], json!(["p"]));
         let items: Vec<&str> = coll["links"]
@@ -370,7 +383,7 @@ mod tests {
             .filter(|l| l["rel"] == "item")
             .map(|l| l["href"].as_str().unwrap())
             .collect();
-        assert_eq!(items, vec!["./a/a.json", "./b/b.json"]);
+        assert_eq!(items, vec!["./a/a.json", "./b/b.json", "./c/c.json"]);
         let written: Value =
             serde_json::from_slice(&std::fs::read(dir.join("c1/a/a.json")).unwrap()).unwrap();
         assert!(

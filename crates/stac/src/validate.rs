@@ -112,6 +112,29 @@ fn shorten(message: String) -> String {
     format!("{}…", &message[..cut])
 }
 
+/// The error that says most: a `oneOf`/`anyOf` failure only says "no branch matched",
+/// so look inside the branches for the error deepest in the document (the property
+/// that is actually wrong), as Python's `jsonschema.best_match` does.
+fn deepest<'a>(e: &'a jsonschema::ValidationError<'a>) -> &'a jsonschema::ValidationError<'a> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let context = match e.kind() {
+        K::OneOfNotValid { context } | K::AnyOf { context } => context,
+        _ => return e,
+    };
+    let depth =
+        |x: &jsonschema::ValidationError<'_>| x.instance_path().to_string().matches('/').count();
+    let mut best: Option<&jsonschema::ValidationError<'_>> = None;
+    for branch in context {
+        for sub in branch {
+            let candidate = deepest(sub);
+            if best.is_none_or(|b| depth(candidate) > depth(b)) {
+                best = Some(candidate);
+            }
+        }
+    }
+    best.unwrap_or(e)
+}
+
 /// Validates STAC documents; compiled schemas are cached.
 pub struct Validator {
     schemas: Arc<HashMap<String, Value>>,
@@ -181,10 +204,13 @@ impl Validator {
         let mut problems = Vec::new();
         for url in urls {
             match self.compiled(&url) {
-                Ok(v) => problems.extend(v.iter_errors(doc).map(|e| Problem {
-                    schema: url.clone(),
-                    path: e.instance_path().to_string(),
-                    message: shorten(e.to_string()),
+                Ok(v) => problems.extend(v.iter_errors(doc).map(|e| {
+                    let best = deepest(&e);
+                    Problem {
+                        schema: url.clone(),
+                        path: best.instance_path().to_string(),
+                        message: shorten(best.to_string()),
+                    }
                 })),
                 Err(message) => problems.push(Problem {
                     schema: url.clone(),
@@ -221,10 +247,16 @@ mod tests {
         let problems = v.validate(&bad);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].schema.contains("projection/v2.0.0"));
+        // The line names the property that is wrong, not just "no oneOf branch matched".
+        assert_eq!(problems[0].path, "/properties/proj:code", "{problems:?}");
         assert!(problems[0].to_string().len() < 400);
         let mut no_dt = item();
         no_dt["properties"] = json!({});
-        assert!(!v.validate(&no_dt).is_empty());
+        let problems = v.validate(&no_dt);
+        assert!(
+            problems.iter().any(|p| p.message.contains("datetime")),
+            "{problems:?}"
+        );
     }
 
     #[test]

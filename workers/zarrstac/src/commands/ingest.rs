@@ -131,7 +131,11 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             Err(f) => {
                 failed += 1;
                 progress.suspend(|| eprintln!("error: {source}: {}", f.message));
-                failed_log.record(&source, f.class, &f.message).await?;
+                // Recorded by URL, so the same file is the same record however it was named.
+                let url = zarrstac_io::Location::parse(&source)
+                    .map(|l| l.url)
+                    .unwrap_or(source.clone());
+                failed_log.record(&url, f.class, &f.message).await?;
             }
         }
     }
