@@ -107,7 +107,7 @@ fn write_array<W: Write>(
         .manifest
         .paths()
         .iter()
-        .map(|u| serde_json::to_string(u))
+        .map(serde_json::to_string)
         .collect::<Result<_, _>>()
         .map_err(std::io::Error::from)?;
     let mut line = String::with_capacity(escaped_prefix.len() + 128);

@@ -69,6 +69,17 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> anyhow::Result<Pipeline> {
+        let scheme = config.output.catalog.split("://").next().unwrap_or_default();
+        if config.output.catalog.contains("://")
+            && matches!(scheme, "http" | "https" | "postgres" | "postgresql")
+        {
+            // A STAC API or pgstac catalog is a different sink, not a static catalog
+            // written over HTTP.
+            anyhow::bail!(
+                "catalog {}: STAC API and pgstac sinks are not available in this version; use a path or an object-store URL for a static catalog",
+                config.output.catalog
+            );
+        }
         let catalog = StaticCatalog::new(Location::parse(&config.output.catalog)?);
         let refs_root = Location::parse(&config.output.refs_root)?;
         let style = StoreStyle::parse(&config.stac.store_style)
