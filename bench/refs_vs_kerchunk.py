@@ -33,6 +33,7 @@ Run with the Python environment that has kerchunk, h5py, netCDF4 and scipy:
 from __future__ import annotations
 
 import argparse
+import threading
 import datetime as dt
 import hashlib
 import json
@@ -219,14 +220,20 @@ def run_process(cmd: list[str], timeout: float, gnu_time: bool) -> Run:
     with tempfile.TemporaryFile() as err:
         t = time.perf_counter()
         p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-        timed_out = False
-        try:
-            rc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        # A blocking wait sees the exit at once; Popen.wait(timeout=...) polls with growing
+        # sleeps (0.5, 1, 2, 4 ms ...), which rounds millisecond runs up to 7.5 ms.
+        expired = threading.Event()
+
+        def kill():
+            expired.set()
             os.killpg(p.pid, signal.SIGKILL)  # the session started above: this run only
-            rc = p.wait()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        rc = p.wait()
         wall = time.perf_counter() - t
+        timer.cancel()
+        timed_out = expired.is_set()
         err.seek(0)
         stderr = err.read().decode(errors="replace")
     rss = None

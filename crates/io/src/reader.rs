@@ -178,7 +178,17 @@ impl RangeReader {
         if let Some(file) = &self.file {
             let (me, file, ranges) = (self.clone(), file.clone(), ranges.to_vec());
             return tokio::task::spawn_blocking(move || {
-                ranges.iter().map(|r| me.pread(&file, r)).collect()
+                let mut out = vec![Bytes::new(); ranges.len()];
+                for group in coalesce(&ranges, LOCAL_GAP, LOCAL_SPAN) {
+                    let span = group.span.clone();
+                    let bytes = me.pread(&file, &span)?;
+                    for i in group.members {
+                        let r = &ranges[i];
+                        out[i] = bytes
+                            .slice((r.start - span.start) as usize..(r.end - span.start) as usize);
+                    }
+                }
+                Ok(out)
             })
             .await
             .map_err(|_| IoError::RuntimeGone {
@@ -203,6 +213,42 @@ impl RangeReader {
         self.stats.record(total);
         Ok(out)
     }
+}
+
+/// Local reads merge ranges closer than this ...
+const LOCAL_GAP: u64 = 64 * 1024;
+/// ... into reads of at most this many bytes.
+const LOCAL_SPAN: u64 = 8 * 1024 * 1024;
+
+/// Ranges read together: the covering span and the indexes of the ranges in it.
+struct Coalesced {
+    span: Range<u64>,
+    members: Vec<usize>,
+}
+
+/// Groups ranges (in any order) into spans that cover neighbours less than `gap` apart,
+/// each at most `max_span` long (a single larger range stays whole).
+fn coalesce(ranges: &[Range<u64>], gap: u64, max_span: u64) -> Vec<Coalesced> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].start);
+    let mut out: Vec<Coalesced> = Vec::new();
+    for i in order {
+        let r = &ranges[i];
+        match out.last_mut() {
+            Some(g)
+                if r.start <= g.span.end.saturating_add(gap)
+                    && r.end.max(g.span.end) - g.span.start <= max_span =>
+            {
+                g.span.end = g.span.end.max(r.end);
+                g.members.push(i);
+            }
+            _ => out.push(Coalesced {
+                span: r.clone(),
+                members: vec![i],
+            }),
+        }
+    }
+    out
 }
 
 /// How many requests `get_ranges` makes for `ranges`: it merges ranges closer than 1 MiB.
@@ -242,8 +288,18 @@ mod tests {
         let many = reader.read_many(&[0..1, 2..3]).await.unwrap();
         assert_eq!(many.len(), 2);
         assert_eq!(&many[1][..], b"a");
-        // Local files: one positioned read per range.
-        assert_eq!(reader.stats().requests(), 3);
+        // Local files: nearby ranges are read together.
+        assert_eq!(reader.stats().requests(), 2);
+    }
+
+    #[test]
+    fn coalescing_keeps_each_range_and_bounds_spans() {
+        let groups = coalesce(&[50..60, 0..10, 20..30, 1000..1010], 15, 100);
+        let spans: Vec<_> = groups.iter().map(|g| g.span.clone()).collect();
+        assert_eq!(spans, vec![0..30, 50..60, 1000..1010]);
+        assert_eq!(groups[0].members, vec![1, 2]);
+        let capped = coalesce(&[0..60, 61..120], 10, 100);
+        assert_eq!(capped.len(), 2);
     }
 
     #[test]
