@@ -4,10 +4,12 @@
 //! source URLs); [`inline`] moves small chunks into the references before writing;
 //! [`report`] says, per variable, what the references hold.
 
+pub mod combine;
 pub mod inline;
 pub mod kerchunk;
 pub mod report;
 
+pub use combine::{CombineError, combine};
 pub use inline::inline_small_chunks;
 pub use kerchunk::{KerchunkError, write_kerchunk};
 pub use report::{VariableOutcome, VariableReport, report};

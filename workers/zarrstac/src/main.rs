@@ -34,6 +34,8 @@ enum Command {
     Ingest(commands::ingest::IngestArgs),
     /// Write kerchunk JSON references for NetCDF-3, NetCDF-4 or HDF5 files.
     Refs(commands::refs::RefsArgs),
+    /// Combine the references of the files of a dataset (e.g. a CMIP time series) along time.
+    Combine(commands::combine::CombineArgs),
     /// Print the STAC item of a NetCDF/HDF5 file or a Zarr store (EOPF product).
     Item(commands::item::ItemArgs),
     /// Validate STAC items, collections and catalogs offline against the vendored schemas.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Refs(args) => commands::refs::run(args).await,
+            Command::Combine(args) => commands::combine::run(args).await,
             Command::Item(args) => commands::item::run(args).await,
             Command::Validate(args) => commands::validate::run(args),
         }

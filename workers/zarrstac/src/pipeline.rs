@@ -69,7 +69,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> anyhow::Result<Pipeline> {
-        let scheme = config.output.catalog.split("://").next().unwrap_or_default();
+        let scheme = config
+            .output
+            .catalog
+            .split("://")
+            .next()
+            .unwrap_or_default();
         if config.output.catalog.contains("://")
             && matches!(scheme, "http" | "https" | "postgres" | "postgresql")
         {

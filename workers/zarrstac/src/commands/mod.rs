@@ -1,3 +1,4 @@
+pub mod combine;
 pub mod ingest;
 pub mod item;
 pub mod refs;

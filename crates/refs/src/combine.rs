@@ -1,0 +1,836 @@
+//! Combining the references of many files of one dataset (a time series split into
+//! files, as CMIP outputs are) into one virtual dataset along the time dimension.
+//!
+//! Each file's time values are decoded with its own units and calendar, and the
+//! combined time coordinate is written once, inline. What would make the combined
+//! array wrong is refused with an error naming the files: differing chunk shapes,
+//! chunk boundaries that do not line up with file boundaries, differing packing or
+//! fill values, dtypes or non-time dimensions, and overlapping times.
+
+use std::sync::Arc;
+
+use netcdf_reader::cf::time::{CfCalendar, CfDateTime, decode_time_exact, parse_time_units};
+use zarrstac_model::{
+    Array, AttrValue, ByteOrder, ChunkManifest, ChunkRef, DataType, Dataset, Group,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CombineError {
+    #[error("nothing to combine")]
+    Empty,
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn refused(msg: impl Into<String>) -> CombineError {
+    CombineError::Refused(msg.into())
+}
+
+/// Attributes whose values must agree between files for the data to decode the same.
+const PACKING: &[&str] = &[
+    "scale_factor",
+    "add_offset",
+    "missing_value",
+    "units",
+    "calendar",
+];
+
+fn attr_str<'a>(a: &'a Array, k: &str) -> Option<&'a str> {
+    a.attributes.get(k).and_then(AttrValue::as_str)
+}
+
+fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// Seconds per unit of a CF time unit word.
+fn unit_seconds(units: &str) -> Option<f64> {
+    Some(
+        match units
+            .split_whitespace()
+            .next()?
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "second" | "seconds" | "sec" | "secs" | "s" => 1.0,
+            "minute" | "minutes" | "min" | "mins" => 60.0,
+            "hour" | "hours" | "hr" | "hrs" | "h" => 3600.0,
+            "day" | "days" | "d" => 86400.0,
+            _ => return None,
+        },
+    )
+}
+
+/// Units with a written reference date (`days since Jan 1, 2000`) as CF decoders read them.
+fn normalized_units(units: &str) -> String {
+    if let Some((unit, reference)) = units.split_once(" since ") {
+        for fmt in ["%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%b %d %Y", "%B %d %Y"] {
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(reference.trim(), fmt) {
+                return format!("{} since {}", unit.trim(), d.format("%Y-%m-%d"));
+            }
+        }
+    }
+    units.to_string()
+}
+
+/// One file's time axis: its values, units and where its epoch lies.
+struct TimeAxis {
+    values: Vec<f64>,
+    units: String,
+    seconds_per_unit: f64,
+    epoch: CfDateTime,
+}
+
+/// Seconds from `reference`'s epoch to `t`, in `reference`'s calendar: the whole days by
+/// bisection over the calendar's own decoding (exact in every CF calendar), the rest from
+/// the time of day.
+fn seconds_since(
+    t: &CfDateTime,
+    calendar: CfCalendar,
+    reference: &CfDateTime,
+) -> Result<f64, String> {
+    let units = format!(
+        "days since {:04}-{:02}-{:02} 00:00:00",
+        reference.year, reference.month, reference.day
+    );
+    let r = parse_time_units(&units, calendar).map_err(|e| e.to_string())?;
+    let date_at = |d: i64| decode_time_exact(d as f64, &r).map(|x| (x.year, x.month, x.day));
+    let target = (t.year, t.month, t.day);
+    let (mut lo, mut hi) = (-20_000_000i64, 20_000_000i64);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if date_at(mid).map_err(|e| e.to_string())? < target {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if date_at(lo).map_err(|e| e.to_string())? != target {
+        return Err(format!(
+            "{}-{}-{} is not a date of this calendar",
+            t.year, t.month, t.day
+        ));
+    }
+    let tod = |x: &CfDateTime| {
+        x.hour as f64 * 3600.0
+            + x.minute as f64 * 60.0
+            + x.second as f64
+            + x.nanosecond as f64 * 1e-9
+    };
+    Ok(lo as f64 * 86400.0 + tod(t) - tod(reference))
+}
+
+/// The record (time) dimension: the coordinate whose units say `<unit> since <date>`.
+fn time_coordinate(d: &Dataset) -> Option<&Array> {
+    d.root
+        .arrays
+        .iter()
+        .find(|a| a.is_coordinate() && attr_str(a, "units").is_some_and(|u| u.contains(" since ")))
+}
+
+/// Combines the datasets (files of one dataset, in any order) along their time dimension.
+/// The result does not depend on the order the files are given in.
+pub fn combine(mut files: Vec<Dataset>) -> Result<Dataset, CombineError> {
+    if files.is_empty() {
+        return Err(CombineError::Empty);
+    }
+    let first_time = time_coordinate(&files[0]).ok_or_else(|| {
+        refused(format!(
+            "{}: no time coordinate (a coordinate with units '<unit> since <date>')",
+            file_name(&files[0].source_url)
+        ))
+    })?;
+    let time_dim = first_time.name.clone();
+    let calendar_name = attr_str(first_time, "calendar")
+        .unwrap_or("standard")
+        .to_ascii_lowercase();
+    let calendar = CfCalendar::parse(&calendar_name);
+
+    // Each file's time axis.
+    let mut axes = Vec::with_capacity(files.len());
+    for f in &files {
+        let name = file_name(&f.source_url);
+        let t = f
+            .root
+            .arrays
+            .iter()
+            .find(|a| a.name == time_dim)
+            .ok_or_else(|| refused(format!("{name}: has no '{time_dim}' coordinate")))?;
+        let cal = attr_str(t, "calendar")
+            .unwrap_or("standard")
+            .to_ascii_lowercase();
+        if CfCalendar::parse(&cal) != calendar {
+            return Err(refused(format!(
+                "calendars differ: {} uses '{calendar_name}', {name} uses '{cal}'",
+                file_name(&files[0].source_url)
+            )));
+        }
+        let units = attr_str(t, "units").unwrap_or_default().to_string();
+        let seconds_per_unit = unit_seconds(&units).ok_or_else(|| {
+            refused(format!(
+                "{name}: time units '{units}' are not seconds, minutes, hours or days"
+            ))
+        })?;
+        let reference = parse_time_units(&normalized_units(&units), calendar)
+            .map_err(|e| refused(format!("{name}: time units '{units}': {e}")))?;
+        let values = t
+            .coordinate_values
+            .clone()
+            .ok_or_else(|| refused(format!("{name}: time values were not read")))?;
+        axes.push(TimeAxis {
+            values,
+            units,
+            seconds_per_unit,
+            epoch: reference.epoch,
+        });
+    }
+
+    // Order the files by time, deterministically: the earliest file's units become the
+    // combined units, whatever order the files came in.
+    let probe = axes[0].epoch;
+    let mut starts = Vec::with_capacity(files.len());
+    for (f, a) in files.iter().zip(&axes) {
+        let offset = seconds_since(&a.epoch, calendar, &probe)
+            .map_err(|e| refused(format!("{}: {e}", file_name(&f.source_url))))?;
+        let first = a.values.iter().copied().fold(f64::INFINITY, f64::min);
+        starts.push(offset + first * a.seconds_per_unit);
+    }
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&i, &j| {
+        starts[i]
+            .partial_cmp(&starts[j])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| files[i].source_url.cmp(&files[j].source_url))
+    });
+    let mut sorted_files = Vec::with_capacity(files.len());
+    let mut sorted_axes = Vec::with_capacity(files.len());
+    let mut taken: Vec<Option<(Dataset, TimeAxis)>> = files.drain(..).zip(axes).map(Some).collect();
+    for i in order {
+        let (f, a) = taken[i].take().expect("each index once");
+        sorted_files.push(f);
+        sorted_axes.push(a);
+    }
+    let files = sorted_files;
+    let axes = sorted_axes;
+
+    // Combined time values in the earliest file's units.
+    let reference = axes[0].epoch;
+    let same_units = axes.iter().all(|a| a.units == axes[0].units);
+    let mut combined: Vec<f64> = Vec::new();
+    let mut bounds: Vec<(f64, f64)> = Vec::new();
+    for (f, a) in files.iter().zip(&axes) {
+        let name = file_name(&f.source_url);
+        let offset = seconds_since(&a.epoch, calendar, &reference)
+            .map_err(|e| refused(format!("{name}: {e}")))?;
+        let converted: Vec<f64> = if same_units {
+            a.values.clone()
+        } else {
+            a.values
+                .iter()
+                .map(|v| (offset + v * a.seconds_per_unit) / axes[0].seconds_per_unit)
+                .collect()
+        };
+        if converted.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(refused(format!(
+                "{name}: time values are not strictly increasing"
+            )));
+        }
+        if let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) {
+            bounds.push((lo, hi));
+        }
+        combined.extend(converted);
+    }
+    for (k, w) in bounds.windows(2).enumerate() {
+        // A file may repeat the instant its predecessor ended on (xarray keeps both, and
+        // so do we); starting before that instant is an overlap.
+        if w[1].0 < w[0].1 {
+            return Err(refused(format!(
+                "overlapping times: {} ends at {} but {} starts at {} ({} units)",
+                file_name(&files[k].source_url),
+                w[0].1,
+                file_name(&files[k + 1].source_url),
+                w[1].0,
+                axes[0].units
+            )));
+        }
+    }
+
+    if !same_units
+        && let Some(b) = attr_str(
+            files[0]
+                .root
+                .arrays
+                .iter()
+                .find(|a| a.name == time_dim)
+                .expect("found above"),
+            "bounds",
+        )
+    {
+        return Err(refused(format!(
+            "time units differ between files ({}) and the time bounds '{b}' are stored in each file's own units; combining them by reference would mix units",
+            axes.iter()
+                .map(|a| a.units.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+
+    let mut out = files[0].clone();
+    out.source_url = files[0].source_url.clone();
+    out.source_size = files.iter().map(|f| f.source_size).sum();
+    let lengths: Vec<u64> = files
+        .iter()
+        .map(|f| {
+            f.root
+                .arrays
+                .iter()
+                .find(|a| a.name == time_dim)
+                .map_or(0, |a| a.shape[0])
+        })
+        .collect();
+    let total: u64 = lengths.iter().sum();
+
+    let mut arrays = Vec::with_capacity(out.root.arrays.len());
+    for base in &files[0].root.arrays {
+        let along_time = base.dimensions.first().is_some_and(|d| d == &time_dim);
+        let others: Vec<&Array> = files[1..]
+            .iter()
+            .map(|f| {
+                f.root
+                    .arrays
+                    .iter()
+                    .find(|a| a.name == base.name)
+                    .ok_or_else(|| {
+                        refused(format!(
+                            "variable '{}' is in {} but not in {}",
+                            base.name,
+                            file_name(&files[0].source_url),
+                            file_name(&f.source_url)
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        for (o, f) in others.iter().zip(&files[1..]) {
+            check_compatible(base, o, &files[0].source_url, &f.source_url, along_time)?;
+        }
+        if base.name == time_dim {
+            arrays.push(time_array(base, &combined, same_units, &axes[0].units));
+            continue;
+        }
+        if !along_time {
+            arrays.push(base.clone());
+            continue;
+        }
+        arrays.push(concat(base, &others, &files, &lengths, total)?);
+    }
+    out.root = Group {
+        name: String::new(),
+        attributes: files[0].root.attributes.clone(),
+        groups: Vec::new(),
+        arrays,
+    };
+    out.refused = files.iter().flat_map(|f| f.refused.clone()).collect();
+    out.refused.dedup();
+    Ok(out)
+}
+
+fn check_compatible(
+    a: &Array,
+    b: &Array,
+    ua: &str,
+    ub: &str,
+    along_time: bool,
+) -> Result<(), CombineError> {
+    let (na, nb) = (file_name(ua), file_name(ub));
+    let v = &a.name;
+    if a.dtype != b.dtype {
+        return Err(refused(format!(
+            "variable '{v}': dtype {:?} in {na} but {:?} in {nb}",
+            a.dtype, b.dtype
+        )));
+    }
+    if a.dimensions != b.dimensions {
+        return Err(refused(format!(
+            "variable '{v}': dimensions {:?} in {na} but {:?} in {nb}",
+            a.dimensions, b.dimensions
+        )));
+    }
+    // The time coordinate is decoded and rewritten, so how each file stored it is moot.
+    let rewritten = along_time && a.is_coordinate();
+    let skip = usize::from(along_time);
+    if a.shape[skip.min(a.shape.len())..] != b.shape[skip.min(b.shape.len())..] {
+        return Err(refused(format!(
+            "variable '{v}': shape {:?} in {na} but {:?} in {nb}",
+            a.shape, b.shape
+        )));
+    }
+    if along_time && !rewritten && a.chunk_shape != b.chunk_shape {
+        return Err(refused(format!(
+            "variable '{v}': chunk shapes differ, {:?} in {na} but {:?} in {nb}: one regular Zarr chunk grid cannot hold both",
+            a.chunk_shape, b.chunk_shape
+        )));
+    }
+    if rewritten {
+        return Ok(());
+    }
+    if a.codecs != b.codecs {
+        return Err(refused(format!(
+            "variable '{v}': codecs differ between {na} and {nb}"
+        )));
+    }
+    if a.fill_value != b.fill_value {
+        return Err(refused(format!(
+            "variable '{v}': _FillValue {:?} in {na} but {:?} in {nb}",
+            a.fill_value, b.fill_value
+        )));
+    }
+    for k in PACKING {
+        if *k == "units" && a.dimensions.len() == 1 && a.dimensions[0] == a.name && along_time {
+            continue; // the time coordinate itself is re-encoded
+        }
+        let is_time_bounds = along_time && (*k == "units" || *k == "calendar");
+        if is_time_bounds
+            && a.attributes
+                .get(*k)
+                .and_then(AttrValue::as_str)
+                .is_some_and(|u| u.contains(" since "))
+        {
+            continue; // checked with the time axis
+        }
+        if a.attributes.get(*k) != b.attributes.get(*k) {
+            return Err(refused(format!(
+                "variable '{v}': {k} {:?} in {na} but {:?} in {nb}: the combined data would decode wrongly",
+                a.attributes.get(*k),
+                b.attributes.get(*k)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The combined time coordinate, inline: raw values when every file had the same units,
+/// otherwise float64 values in the earliest file's units.
+fn time_array(base: &Array, values: &[f64], same_units: bool, units: &str) -> Array {
+    let mut a = base.clone();
+    let (dtype, bytes): (DataType, Vec<u8>) = match (&base.dtype, same_units) {
+        (
+            DataType::Int {
+                bytes: 4,
+                signed: true,
+                ..
+            },
+            true,
+        ) => (
+            DataType::Int {
+                bytes: 4,
+                signed: true,
+                order: ByteOrder::Little,
+            },
+            values
+                .iter()
+                .flat_map(|v| (*v as i32).to_le_bytes())
+                .collect(),
+        ),
+        (DataType::Float { bytes: 4, .. }, true) => (
+            DataType::Float {
+                bytes: 4,
+                order: ByteOrder::Little,
+            },
+            values
+                .iter()
+                .flat_map(|v| (*v as f32).to_le_bytes())
+                .collect(),
+        ),
+        _ => (
+            DataType::Float {
+                bytes: 8,
+                order: ByteOrder::Little,
+            },
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    };
+    a.dtype = dtype;
+    a.shape = vec![values.len() as u64];
+    a.chunk_shape = vec![(values.len() as u64).max(1)];
+    a.codecs = Vec::new();
+    a.fill_value = None;
+    a.attributes
+        .insert("units".into(), AttrValue::String(units.to_string()));
+    let mut m = ChunkManifest::new(1);
+    if !values.is_empty() {
+        let _ = m.push(&[0], ChunkRef::Inline(Arc::from(bytes.into_boxed_slice())));
+    }
+    a.manifest = m;
+    a.coordinate_values = Some(values.to_vec());
+    a.materialized =
+        Some("combined time coordinate, decoded from each file and written once".into());
+    a
+}
+
+/// An array along time: each file's chunks, shifted by the records before it.
+fn concat(
+    base: &Array,
+    others: &[&Array],
+    files: &[Dataset],
+    lengths: &[u64],
+    total: u64,
+) -> Result<Array, CombineError> {
+    let c = base.chunk_shape[0].max(1);
+    for (k, n) in lengths
+        .iter()
+        .enumerate()
+        .take(lengths.len().saturating_sub(1))
+    {
+        if n % c != 0 {
+            return Err(refused(format!(
+                "variable '{}': {} has {n} records but chunks of {c} along time, so its last chunk is partial and the next file's chunks would not start on the chunk grid",
+                base.name,
+                file_name(&files[k].source_url)
+            )));
+        }
+    }
+    let parts: Vec<&Array> = std::iter::once(base)
+        .chain(others.iter().copied())
+        .collect();
+    let ndim = base.shape.len();
+    let capacity: usize = parts.iter().map(|p| p.manifest.len()).sum();
+    let mut manifest = ChunkManifest::with_capacity(ndim, capacity);
+    let mut first_chunk = 0u64;
+    let mut index = vec![0u64; ndim];
+    for (part, n) in parts.iter().zip(lengths) {
+        for (key, chunk) in part.manifest.iter() {
+            index.copy_from_slice(key);
+            index[0] += first_chunk;
+            let moved = match chunk {
+                ChunkRef::Range {
+                    path,
+                    offset,
+                    length,
+                } => {
+                    let url = &part.manifest.paths()[*path as usize];
+                    ChunkRef::Range {
+                        path: manifest.path_id(url),
+                        offset: *offset,
+                        length: *length,
+                    }
+                }
+                inline => inline.clone(),
+            };
+            manifest
+                .push(&index, moved)
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        first_chunk += n / c;
+    }
+    let mut a = base.clone();
+    a.shape[0] = total;
+    a.manifest = manifest;
+    Ok(a)
+}
+
+/// The dataset a file belongs to, from its global attributes: the CMIP6 DRS id
+/// (`CMIP6.<activity>.<institution>.<source>.<experiment>.<member>.<table>.<variable>.<grid>`),
+/// or the CMIP5 one (`CMIP5.<product>.<institute>.<model>.<experiment>.<frequency>.<realm>.<table>.<ensemble>`
+/// plus the variable). `None` when the file does not say.
+pub fn dataset_id(d: &Dataset) -> Option<String> {
+    let g = |k: &str| {
+        d.root
+            .attributes
+            .get(k)
+            .and_then(AttrValue::as_str)
+            .map(str::to_string)
+    };
+    if g("mip_era").as_deref() == Some("CMIP6") {
+        let member = match (g("sub_experiment_id"), g("variant_label")) {
+            (Some(s), Some(v)) if s != "none" => format!("{s}-{v}"),
+            (_, v) => v?,
+        };
+        let parts = [
+            g("activity_id")?,
+            g("institution_id")?,
+            g("source_id")?,
+            g("experiment_id")?,
+            member,
+            g("table_id")?,
+            g("variable_id")?,
+            g("grid_label")?,
+        ];
+        return Some(format!("CMIP6.{}", parts.join(".")));
+    }
+    if g("project_id").as_deref() == Some("CMIP5") {
+        let ensemble = format!(
+            "r{}i{}p{}",
+            num(d, "realization")?,
+            num(d, "initialization_method")?,
+            num(d, "physics_version")?
+        );
+        let table = g("table_id")?
+            .split_whitespace()
+            .nth(1)
+            .map(str::to_string)?;
+        let variable = d
+            .root
+            .arrays
+            .iter()
+            .find(|a| {
+                a.dimensions.len() >= 2
+                    && !a.is_coordinate()
+                    && attr_str(a, "bounds").is_none()
+                    && !a.name.ends_with("_bnds")
+            })
+            .map(|a| a.name.clone())?;
+        let parts = [
+            g("product")?,
+            g("institute_id")?,
+            g("model_id")?,
+            g("experiment_id")?,
+            g("frequency")?,
+            g("modeling_realm")?,
+            table,
+            ensemble,
+            variable,
+        ];
+        return Some(format!("CMIP5.{}", parts.join(".")));
+    }
+    None
+}
+
+fn num(d: &Dataset, k: &str) -> Option<i64> {
+    d.root
+        .attributes
+        .get(k)
+        .and_then(AttrValue::as_f64)
+        .map(|f| f as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zarrstac_model::{Attributes, ChunkManifest, SourceFormat};
+
+    fn f64le() -> DataType {
+        DataType::Float {
+            bytes: 8,
+            order: ByteOrder::Little,
+        }
+    }
+
+    /// A file with `time(time)` and `tas(time, x)` chunked `chunk` records at a time.
+    fn file(url: &str, times: &[f64], units: &str, chunk: u64) -> Dataset {
+        let n = times.len() as u64;
+        let mut time_attrs = Attributes::new();
+        time_attrs.insert("units".into(), AttrValue::String(units.into()));
+        time_attrs.insert("calendar".into(), AttrValue::String("noleap".into()));
+        let mut tm = ChunkManifest::new(1);
+        let p = tm.path_id(url);
+        tm.push(
+            &[0],
+            ChunkRef::Range {
+                path: p,
+                offset: 0,
+                length: n * 8,
+            },
+        )
+        .unwrap();
+        let time = Array {
+            name: "time".into(),
+            dtype: f64le(),
+            shape: vec![n],
+            chunk_shape: vec![n],
+            dimensions: vec!["time".into()],
+            codecs: vec![],
+            fill_value: None,
+            attributes: time_attrs,
+            manifest: tm,
+            materialized: None,
+            coordinate_values: Some(times.to_vec()),
+        };
+        let mut m = ChunkManifest::new(2);
+        let p = m.path_id(url);
+        for k in 0..n.div_ceil(chunk) {
+            m.push(
+                &[k, 0],
+                ChunkRef::Range {
+                    path: p,
+                    offset: 1000 + k * 100,
+                    length: 100,
+                },
+            )
+            .unwrap();
+        }
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            "scale_factor".into(),
+            AttrValue::Float {
+                values: vec![0.5],
+                bits: 32,
+            },
+        );
+        let tas = Array {
+            name: "tas".into(),
+            dtype: DataType::Int {
+                bytes: 2,
+                signed: true,
+                order: ByteOrder::Little,
+            },
+            shape: vec![n, 3],
+            chunk_shape: vec![chunk, 3],
+            dimensions: vec!["time".into(), "x".into()],
+            codecs: vec![],
+            fill_value: None,
+            attributes: attrs,
+            manifest: m,
+            materialized: None,
+            coordinate_values: None,
+        };
+        let mut root = Group::new("");
+        root.arrays = vec![time, tas];
+        Dataset {
+            source_url: url.into(),
+            source_size: 5000,
+            format: SourceFormat::NetCdf4,
+            root,
+            refused: vec![],
+        }
+    }
+
+    fn refs(d: &Dataset) -> String {
+        let mut out = Vec::new();
+        crate::write_kerchunk(d, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn err(r: Result<Dataset, CombineError>) -> String {
+        match r {
+            Err(CombineError::Refused(m)) => m,
+            other => panic!("expected a refusal, got {:?}", other.map(|d| d.source_url)),
+        }
+    }
+
+    #[test]
+    fn order_of_arrival_does_not_matter() {
+        let a = file("file:///a.nc", &[0.0, 1.0], "days since 2000-01-01", 1);
+        let b = file("file:///b.nc", &[2.0, 3.0], "days since 2000-01-01", 1);
+        let c = file("file:///c.nc", &[4.0, 5.0], "days since 2000-01-01", 1);
+        let one = combine(vec![a.clone(), b.clone(), c.clone()]).unwrap();
+        let two = combine(vec![c, a, b]).unwrap();
+        assert_eq!(refs(&one), refs(&two));
+        let tas = one.root.arrays.iter().find(|x| x.name == "tas").unwrap();
+        assert_eq!(tas.shape, vec![6, 3]);
+        let keys: Vec<(Vec<u64>, String)> = tas
+            .manifest
+            .iter()
+            .map(|(k, r)| match r {
+                ChunkRef::Range { path, .. } => {
+                    (k.to_vec(), tas.manifest.paths()[*path as usize].clone())
+                }
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(keys[2], (vec![2, 0], "file:///b.nc".to_string()));
+        assert_eq!(keys[5], (vec![5, 0], "file:///c.nc".to_string()));
+    }
+
+    #[test]
+    fn different_units_are_decoded_and_written_in_the_earliest_files_units() {
+        let a = file("file:///a.nc", &[0.0, 1.0], "days since 2000-01-01", 1);
+        let b = file(
+            "file:///b.nc",
+            &[0.0, 24.0],
+            "hours since 2000-01-03 00:00:00",
+            1,
+        );
+        let c = combine(vec![b, a]).unwrap();
+        let time = c.root.arrays.iter().find(|x| x.name == "time").unwrap();
+        assert_eq!(
+            time.coordinate_values.as_deref(),
+            Some(&[0.0, 1.0, 2.0, 3.0][..])
+        );
+        assert_eq!(
+            time.attributes.get("units").and_then(AttrValue::as_str),
+            Some("days since 2000-01-01")
+        );
+        assert!(matches!(
+            time.manifest.iter().next(),
+            Some((_, ChunkRef::Inline(_)))
+        ));
+    }
+
+    #[test]
+    fn refusals_name_the_files_and_the_reason() {
+        let a = file(
+            "file:///a.nc",
+            &[0.0, 1.0, 2.0, 3.0],
+            "days since 2000-01-01",
+            2,
+        );
+        let b = file("file:///b.nc", &[4.0, 5.0], "days since 2000-01-01", 1);
+        let m = err(combine(vec![a.clone(), b]));
+        assert!(
+            m.contains("chunk shapes differ") && m.contains("a.nc") && m.contains("b.nc"),
+            "{m}"
+        );
+
+        let odd = file(
+            "file:///odd.nc",
+            &[0.0, 1.0, 2.0],
+            "days since 2000-01-01",
+            2,
+        );
+        let next = file("file:///next.nc", &[3.0, 4.0], "days since 2000-01-01", 2);
+        let m = err(combine(vec![odd, next]));
+        assert!(m.contains("odd.nc has 3 records but chunks of 2"), "{m}");
+
+        let late = file("file:///late.nc", &[2.0, 9.0], "days since 2000-01-01", 2);
+        let m = err(combine(vec![a.clone(), late]));
+        assert!(
+            m.contains("overlapping times") && m.contains("late.nc"),
+            "{m}"
+        );
+
+        let mut packed = file("file:///p.nc", &[8.0, 9.0], "days since 2000-01-01", 2);
+        packed.root.arrays[1].attributes.insert(
+            "scale_factor".into(),
+            AttrValue::Float {
+                values: vec![0.25],
+                bits: 32,
+            },
+        );
+        let m = err(combine(vec![a.clone(), packed]));
+        assert!(m.contains("scale_factor") && m.contains("p.nc"), "{m}");
+
+        let mut other_cal = file("file:///cal.nc", &[8.0, 9.0], "days since 2000-01-01", 2);
+        other_cal.root.arrays[0]
+            .attributes
+            .insert("calendar".into(), AttrValue::String("360_day".into()));
+        assert!(err(combine(vec![a, other_cal])).contains("calendars differ"));
+    }
+
+    #[test]
+    fn a_repeated_boundary_instant_is_kept() {
+        let a = file("file:///a.nc", &[0.0, 1.0], "days since 2000-01-01", 1);
+        let b = file("file:///b.nc", &[1.0, 2.0], "days since 2000-01-01", 1);
+        let c = combine(vec![a, b]).unwrap();
+        let time = c.root.arrays.iter().find(|x| x.name == "time").unwrap();
+        assert_eq!(
+            time.coordinate_values.as_deref(),
+            Some(&[0.0, 1.0, 1.0, 2.0][..])
+        );
+    }
+
+    #[test]
+    fn seconds_between_epochs_follow_the_calendar() {
+        let r = parse_time_units("days since 2000-01-01", CfCalendar::Day360).unwrap();
+        let t = parse_time_units("days since 2001-01-01", CfCalendar::Day360).unwrap();
+        assert_eq!(
+            seconds_since(&t.epoch, CfCalendar::Day360, &r.epoch).unwrap(),
+            360.0 * 86400.0
+        );
+        let r = parse_time_units("days since 2000-01-01", CfCalendar::Standard).unwrap();
+        let t = parse_time_units("hours since 2000-03-01 06:00", CfCalendar::Standard).unwrap();
+        assert_eq!(
+            seconds_since(&t.epoch, CfCalendar::Standard, &r.epoch).unwrap(),
+            (60.0 * 86400.0) + 6.0 * 3600.0
+        );
+    }
+}
