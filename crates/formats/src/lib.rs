@@ -7,6 +7,7 @@
 
 mod error;
 pub mod hdf5;
+pub mod kerchunk;
 pub mod netcdf3;
 mod options;
 pub mod zarr;

@@ -217,7 +217,7 @@ fn corrupt(url: &str, detail: String) -> ScanError {
 
 /// Parses JSON as Python writes it: `NaN`, `Infinity` and `-Infinity` appear bare in
 /// attributes written by zarr-python, and strict JSON parsers reject them.
-fn parse_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
         Err(first) => match quote_non_finite(bytes) {
@@ -323,7 +323,10 @@ struct Node {
 }
 
 /// Builds the dataset from `(key, document)` pairs as `.zmetadata` lists them.
-fn from_documents(url: &str, metadata: Vec<(String, Value)>) -> Result<Dataset, ScanError> {
+pub(crate) fn from_documents(
+    url: &str,
+    metadata: Vec<(String, Value)>,
+) -> Result<Dataset, ScanError> {
     // BTreeMap: children come out sorted by name, whichever way the documents were found.
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     for (key, doc) in metadata {

@@ -398,10 +398,12 @@ fn check_compatible(
             continue; // checked with the time axis
         }
         if a.attributes.get(*k) != b.attributes.get(*k) {
+            let show =
+                |x: Option<&AttrValue>| x.map_or("(none)".to_string(), crate::kerchunk::attr_text);
             return Err(refused(format!(
-                "variable '{v}': {k} {:?} in {na} but {:?} in {nb}: the combined data would decode wrongly",
-                a.attributes.get(*k),
-                b.attributes.get(*k)
+                "variable '{v}': {k} {} in {na} but {} in {nb}: the combined data would decode wrongly",
+                show(a.attributes.get(*k)),
+                show(b.attributes.get(*k))
             )));
         }
     }
@@ -483,9 +485,10 @@ fn concat(
     {
         if n % c != 0 {
             return Err(refused(format!(
-                "variable '{}': {} has {n} records but chunks of {c} along time, so its last chunk is partial and the next file's chunks would not start on the chunk grid",
+                "variable '{}': {} has {n} records but chunks of {c} along time, so its last chunk is partial and the chunks of {} would not start on the chunk grid",
                 base.name,
-                file_name(&files[k].source_url)
+                file_name(&files[k].source_url),
+                file_name(&files[k + 1].source_url)
             )));
         }
     }
@@ -779,7 +782,10 @@ mod tests {
         );
         let next = file("file:///next.nc", &[3.0, 4.0], "days since 2000-01-01", 2);
         let m = err(combine(vec![odd, next]));
-        assert!(m.contains("odd.nc has 3 records but chunks of 2"), "{m}");
+        assert!(
+            m.contains("odd.nc has 3 records but chunks of 2") && m.contains("next.nc"),
+            "{m}"
+        );
 
         let late = file("file:///late.nc", &[2.0, 9.0], "days since 2000-01-01", 2);
         let m = err(combine(vec![a.clone(), late]));

@@ -311,6 +311,13 @@ fn push_float(f: f64, bits: u8, s: &mut String) {
     }
 }
 
+/// An attribute value as the JSON text written into `.zattrs`.
+pub fn attr_text(v: &AttrValue) -> String {
+    let mut s = String::new();
+    attr_value_json(v, &mut s);
+    s
+}
+
 fn attr_value_json(v: &AttrValue, s: &mut String) {
     fn list<T>(items: &[T], s: &mut String, mut one: impl FnMut(&T, &mut String)) {
         if items.len() == 1 {

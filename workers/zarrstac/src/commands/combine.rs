@@ -10,7 +10,8 @@ use zarrstac_model::Dataset;
 
 #[derive(Args, Debug)]
 pub struct CombineArgs {
-    /// The files of one or more datasets (paths or URLs), in any order.
+    /// The files of one or more datasets, in any order: NetCDF/HDF5 files or their
+    /// kerchunk references (`.json`), as paths, URLs or directories holding them.
     #[arg(required = true)]
     sources: Vec<String>,
     /// Output: the combined references file (default: standard output); a directory
@@ -26,16 +27,52 @@ pub struct CombineArgs {
 }
 
 async fn read(source: String, threshold: u64) -> anyhow::Result<Dataset> {
-    let reader = RangeReader::open(Location::parse(&source)?).await?;
+    let location = Location::parse(&source)?;
+    if source.ends_with(".json") {
+        let bytes = location.store.get(&location.path).await?.bytes().await?;
+        let url = location.url.clone();
+        return Ok(tokio::task::spawn_blocking(move || {
+            zarrstac_formats::kerchunk::from_references(&url, &bytes)
+        })
+        .await??);
+    }
+    let reader = RangeReader::open(location).await?;
     let mut d = zarrstac_formats::scan(reader.clone(), &ScanOptions::default()).await?;
     zarrstac_refs::inline_small_chunks(&mut d, &reader, threshold).await?;
     Ok(d)
 }
 
+/// Directories stand for the NetCDF/HDF5 files and references in them (sorted).
+fn expand(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in args {
+        let p = std::path::Path::new(a);
+        if !a.contains("://") && p.is_dir() {
+            let mut found: Vec<String> = std::fs::read_dir(p)
+                .map(|r| r.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| ["nc", "nc4", "h5", "hdf5", "json"].contains(&e))
+                })
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
 pub async fn run(args: CombineArgs) -> ExitCode {
     let mut datasets = Vec::new();
     let mut failed = 0;
-    let mut reads = futures::stream::iter(args.sources.iter().cloned())
+    let sources = expand(&args.sources);
+    let mut reads = futures::stream::iter(sources)
         .map(|s| async move { (s.clone(), read(s, args.inline_threshold).await) })
         .buffer_unordered(args.concurrency.max(1));
     while let Some((source, r)) = reads.next().await {
@@ -69,7 +106,14 @@ pub async fn run(args: CombineArgs) -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
-        groups.insert("combined".into(), unnamed);
+        // No attributes name the dataset: call it after its first file.
+        let mut names: Vec<&str> = unnamed
+            .iter()
+            .map(|d| d.source_url.rsplit('/').next().unwrap_or(&d.source_url))
+            .collect();
+        names.sort_unstable();
+        let id = names[0].split('.').next().unwrap_or("combined").to_string();
+        groups.insert(id, unnamed);
     }
     let several = groups.len() > 1;
     if several && args.output.is_none() {
