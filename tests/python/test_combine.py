@@ -213,3 +213,31 @@ def test_not_netcdf_source_fails_and_writes_nothing(zarrstac, tmp_path):
     assert any(junk.name in line for line in lines), proc.stderr
     assert not out.exists()
     assert list(outdir.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the dataset-level item
+
+def test_dataset_item_validates_and_dates_each_file(zarrstac, tmp_path):
+    import json
+    import stacschema
+
+    out = tmp_path / "series.json"
+    proc = combine(zarrstac, list(reversed(SERIES)), out, "--item")
+    assert proc.returncode == 0, proc.stderr
+    item = json.loads((tmp_path / "series.item.json").read_text())
+    assert not stacschema.problems(item), stacschema.problems(item)
+    assert item["id"].startswith("CMIP5.output.MOHC.HadGEM2-ES.rcp85.mon.atmos.Amon.r1i1p1.tas.v")
+    props = item["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == ("2005-12-16T00:00:00Z", "2299-12-16T00:00:00Z")
+    store = [l for l in item["links"] if l["rel"] == "store"]
+    assert store and store[0]["href"].endswith("/series.json")
+    per_file = {k: a for k, a in item["assets"].items() if k != "zarr"}
+    assert sorted(per_file) == sorted(p.stem for p in SERIES)
+    for path in SERIES:
+        asset = per_file[path.stem]
+        with netCDF4.Dataset(path) as ds:
+            t = ds["time"]
+            first, last = netCDF4.num2date([t[0], t[-1]], t.units, t.calendar)
+        assert asset["start_datetime"].startswith(f"{first.year:04d}-{first.month:02d}"), (path.name, asset)
+        assert asset["end_datetime"].startswith(f"{last.year:04d}-{last.month:02d}"), (path.name, asset)
+        assert asset["file:size"] == path.stat().st_size

@@ -228,3 +228,95 @@ fn normalize_timestamp(s: &str) -> Option<String> {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     )
 }
+
+/// The version of a dataset: a `vYYYYMMDD` directory in a file's path (the DRS layout),
+/// else a `version` global attribute, else the day of the newest `creation_date`.
+pub fn dataset_version(files: &[Dataset]) -> Option<String> {
+    for f in files {
+        for seg in f.source_url.split('/') {
+            if seg.len() == 9
+                && seg.starts_with('v')
+                && seg[1..].bytes().all(|b| b.is_ascii_digit())
+            {
+                return Some(seg[1..].to_string());
+            }
+        }
+    }
+    if let Some(v) = files.iter().find_map(|f| global(f, "version")) {
+        let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() == 8 {
+            return Some(digits);
+        }
+    }
+    files
+        .iter()
+        .filter_map(|f| global(f, "creation_date"))
+        .filter_map(|c| {
+            let digits: String = c.chars().take(10).filter(char::is_ascii_digit).collect();
+            (digits.len() == 8).then_some(digits)
+        })
+        .max()
+}
+
+/// One dataset-level item for the files of a dataset: the combined dataset's cube and
+/// time span, the combined references as the store, and one asset per file with its
+/// own time span, size and tracking id, so clients can pick the files for a window.
+pub fn item_for_dataset(
+    dataset_id: &str,
+    files: &[Dataset],
+    combined: &Dataset,
+    opts: &ItemOptions,
+) -> Result<Value, ItemError> {
+    let mut item = item_for_file(combined, opts)?;
+    let id = match dataset_version(files) {
+        Some(v) => format!("{dataset_id}.v{v}"),
+        None => dataset_id.to_string(),
+    };
+    item["id"] = json!(id);
+    let media = match combined.format {
+        SourceFormat::Hdf5 => "application/x-hdf5",
+        _ => "application/netcdf",
+    };
+    let assets = item["assets"]
+        .as_object_mut()
+        .ok_or_else(|| ItemError::Invalid("item has no assets".into()))?;
+    let store = assets.remove("zarr");
+    let single = assets.remove("source");
+    let mut sorted: Vec<&Dataset> = files.iter().collect();
+    sorted.sort_by(|a, b| a.source_url.cmp(&b.source_url));
+    for f in sorted {
+        let mut asset = json!({
+            "href": f.source_url,
+            "type": media,
+            "roles": ["data"],
+            "file:size": f.source_size,
+        });
+        if let Some(t) = cf::describe(f).time {
+            asset["start_datetime"] = json!(t.start);
+            asset["end_datetime"] = json!(t.end);
+        }
+        if let Some(tracking) = global(f, "tracking_id") {
+            asset["cmip6:tracking_id"] = json!(tracking);
+        }
+        assets.insert(item_id(f), asset);
+    }
+    match store {
+        Some(s) => {
+            assets.insert("zarr".into(), s);
+        }
+        // Without combined references the bands live on the single-file asset; keep them
+        // on the first file's asset then.
+        None => {
+            if let (Some(Value::Object(src)), Some(first)) = (single, files.first())
+                && let Some(Value::Object(a)) = assets.get_mut(&item_id(first))
+            {
+                for key in ["bands", "cf:parameter"] {
+                    if let Some(v) = src.get(key) {
+                        a.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(item)
+}

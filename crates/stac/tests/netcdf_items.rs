@@ -193,3 +193,66 @@ async fn written_dates_in_units_are_decoded() {
         .unwrap();
     assert!(start.starts_with("2000-01"), "{start}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_item_has_an_asset_per_file_with_its_own_times() {
+    let dir = fixtures().join("shared/cmip5-netcdf3-series");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths.iter().rev() {
+        let reader = RangeReader::open(Location::parse(p.to_str().unwrap()).unwrap())
+            .await
+            .unwrap();
+        files.push(
+            zarrstac_formats::scan(reader, &Default::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let id = zarrstac_refs::combine::dataset_id(&files[0]).unwrap();
+    assert_eq!(
+        id,
+        "CMIP5.output.MOHC.HadGEM2-ES.rcp85.mon.atmos.Amon.r1i1p1.tas"
+    );
+    let combined = zarrstac_refs::combine(files.clone()).unwrap();
+    let opts = ItemOptions {
+        refs_href: Some("file:///refs/cmip5.json".into()),
+        ..ItemOptions::default()
+    };
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(&id, &files, &combined, &opts).unwrap();
+    item["links"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"rel": "collection", "href": "../collection.json"}));
+    assert_eq!(Validator::new().validate(&item), vec![]);
+    assert!(item["id"].as_str().unwrap().starts_with(&format!("{id}.v")));
+    let p = &item["properties"];
+    assert_eq!(p["start_datetime"], "2005-12-16T00:00:00Z");
+    assert_eq!(p["end_datetime"], "2299-12-16T00:00:00Z");
+    let assets = item["assets"].as_object().unwrap();
+    assert_eq!(assets.len(), 14, "13 files and the combined store");
+    assert_eq!(assets["zarr"]["href"], "file:///refs/cmip5.json");
+    let mut previous_end = String::new();
+    for (key, a) in assets.iter().filter(|(k, _)| *k != "zarr") {
+        let (start, end) = (
+            a["start_datetime"].as_str().unwrap(),
+            a["end_datetime"].as_str().unwrap(),
+        );
+        assert!(
+            start <= end && start >= previous_end.as_str(),
+            "{key}: {start}..{end}"
+        );
+        assert!(a["file:size"].as_u64().unwrap() > 0);
+        assert!(a["href"].as_str().unwrap().contains(key.as_str()));
+        previous_end = end.to_string();
+    }
+    assert_eq!(
+        assets["tas_Amon_HadGEM2-ES_rcp85_r1i1p1_229912-229912"]["start_datetime"],
+        "2299-12-16T00:00:00Z"
+    );
+}

@@ -24,6 +24,13 @@ pub struct CombineArgs {
     /// Sources read at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Also write each dataset's STAC item (one item per dataset, an asset per file)
+    /// beside its references as `<references name>.item.json`; needs -o.
+    #[arg(long, requires = "output")]
+    item: bool,
+    /// Collection of the dataset items (default: the dataset family).
+    #[arg(long)]
+    collection: Option<String>,
 }
 
 async fn read(source: String, threshold: u64) -> anyhow::Result<Dataset> {
@@ -127,6 +134,7 @@ pub async fn run(args: CombineArgs) -> ExitCode {
     let (mut written, mut refused) = (0, 0);
     for (id, files) in groups {
         let n = files.len();
+        let originals = if args.item { files.clone() } else { Vec::new() };
         let combined = match zarrstac_refs::combine(files) {
             Ok(c) => c,
             Err(e) => {
@@ -157,12 +165,20 @@ pub async fn run(args: CombineArgs) -> ExitCode {
             (None, _) => Ok(None),
         };
         let result = match target {
-            Ok(Some(loc)) => loc
-                .store
-                .put(&loc.path, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url)),
+            Ok(Some(loc)) => {
+                let written = loc
+                    .store
+                    .put(&loc.path, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url));
+                match written {
+                    Ok(()) if args.item => {
+                        write_item(&id, &originals, &combined, &loc, args.collection.clone()).await
+                    }
+                    other => other,
+                }
+            }
             Ok(None) => {
                 use tokio::io::AsyncWriteExt;
                 let mut out = tokio::io::stdout();
@@ -194,4 +210,40 @@ pub async fn run(args: CombineArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Builds, validates and writes the dataset item beside its references.
+async fn write_item(
+    id: &str,
+    files: &[Dataset],
+    combined: &Dataset,
+    refs: &Location,
+    collection: Option<String>,
+) -> anyhow::Result<()> {
+    let opts = zarrstac_stac::ItemOptions {
+        collection,
+        refs_href: Some(refs.url.clone()),
+        ..Default::default()
+    };
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(id, files, combined, &opts)?;
+    zarrstac_catalog::StaticCatalog::link_item(&mut item);
+    let problems = zarrstac_stac::Validator::new().validate(&item);
+    if let Some(p) = problems.first() {
+        anyhow::bail!(
+            "dataset item violates the STAC schemas ({} problems): {p}",
+            problems.len()
+        );
+    }
+    let name = refs.url.rsplit('/').next().unwrap_or("dataset.json");
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    let url = refs.url.strip_suffix(name).unwrap_or(&refs.url).to_string() + stem + ".item.json";
+    let target = Location::parse(&url)?;
+    let mut text = serde_json::to_vec_pretty(&item)?;
+    text.push(b'\n');
+    target
+        .store
+        .put(&target.path, PutPayload::from(text))
+        .await
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", target.url))?;
+    Ok(())
 }
