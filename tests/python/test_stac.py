@@ -19,6 +19,7 @@ broken items.
 import copy
 import json
 import os
+import random
 import re
 import subprocess
 from datetime import datetime
@@ -45,6 +46,28 @@ TIMEOUT = 120
 
 CMIP6_O3 = FIXTURES / "shared/cmip6/o3_Amon_GFDL-ESM4_historical_r1i1p1f1_gr1_185001-194912.nc"
 CMIP5_SERIES = sorted((FIXTURES / "shared/cmip5-netcdf3-series").glob("*.nc"))
+
+
+def cmip_dataset(path):
+    """The CMIP dataset a file belongs to (its DRS facets), or None: ingest gives such
+    files one item per dataset instead of one per file."""
+    import netCDF4
+    with netCDF4.Dataset(path) as ds:
+        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+    if attrs.get("mip_era") == "CMIP6":
+        keys = ["activity_id", "institution_id", "source_id", "experiment_id", "variant_label",
+                "table_id", "variable_id", "grid_label"]
+    elif attrs.get("project_id") == "CMIP5":
+        keys = ["product", "institute_id", "model_id", "experiment_id", "frequency", "modeling_realm",
+                "table_id", "realization", "initialization_method", "physics_version"]
+    else:
+        return None
+    # CMIP5 table_id reads "Table Amon (<date>) <hash>": the table is its second word
+    return tuple(str(attrs.get(k)).split()[1] if k == "table_id" and attrs.get("project_id") == "CMIP5"
+                 else str(attrs.get(k)) for k in keys)
+
+
+CMIP_DATASETS = {src: cmip_dataset(src) for src in NETCDF_SOURCES}
 COADS = FIXTURES / "shared/netcdf4/coads_climatology.nc4"
 AIR = FIXTURES / "shared/hdf5-edge/air.nc"
 S2_L2A = next((p for p in EOPF_STORES if p.name.startswith("S02MSIL2A")), None)
@@ -236,7 +259,12 @@ def test_ingest_succeeds(ingested):
     expected = len(NETCDF_SOURCES) + len(EOPF_STORES)
     assert counts == {"ingested": expected, "failed": 0, "skipped": 0}, counts
     assert not ingested.ws.failed_records()
-    assert len(ingested.items) == expected, f"{len(ingested.items)} item files for {expected} sources"
+    # one item per file or store, except the files of a CMIP dataset: one item per dataset
+    singles = [s for s, d in CMIP_DATASETS.items() if d is None]
+    datasets = {d for d in CMIP_DATASETS.values() if d is not None}
+    expected_items = len(singles) + len(datasets) + len(EOPF_STORES)
+    assert len(datasets) == 3, datasets
+    assert len(ingested.items) == expected_items, f"{len(ingested.items)} item files, expected {expected_items}"
     assert ingested.catalog_json.exists()
 
 
@@ -395,6 +423,10 @@ def test_ingested_references(ingested, source):
     assert refs_path.is_file(), refs_path
     assert refs_path.parent == ingested.ws.refs / item["collection"] and refs_path.name == f"{item['id']}.json", \
         f"references at {refs_path}, expected <refs-root>/{item['collection']}/{item['id']}.json"
+    if CMIP_DATASETS[source] is not None:
+        # the item's store is the dataset's combined references; the file's own are beside it
+        refs_path = refs_path.parent / f"{source.stem}.json"
+        assert refs_path.is_file(), refs_path
 
     problems = refcheck.structure_problems(load(refs_path), file_url(source), os.path.getsize(source))
     assert not problems, "\n".join(problems[:20])
@@ -609,3 +641,38 @@ def test_stacschema_year_zero_and_bad_dates():
     for bad in ("2025-02-29T00:00:00Z", "2025-13-01T00:00:00Z", "1850-01-16T12:00:00", "1850-01-16 12:00:00Z",
                 "0000-02-30T00:00:00Z", "2025-01-01T24:00:00Z"):
         assert not check(bad), bad
+
+
+# ----------------------------------------------------------------------------- datasets over time
+
+def test_dataset_item_does_not_depend_on_arrival_order(zarrstac, tmp_path):
+    """Files of a CMIP dataset arriving in batches, in any order, end in the same dataset
+    item and combined references as all at once."""
+    def outputs(ws):
+        root = str(ws.root)
+        found = {}
+        for top in (ws.catalog / "cmip5-mon-tas", ws.refs / "cmip5-mon-tas"):
+            for p in sorted(top.rglob("*.json")):
+                found[str(p.relative_to(ws.root))] = p.read_text().replace(root, "<ROOT>")
+        return found
+
+    at_once = Workspace(tmp_path / "at_once")
+    assert at_once.ingest(zarrstac.binary, CMIP5_SERIES).returncode == 0
+    expected = outputs(at_once)
+    assert any(k.startswith("catalog/") and "CMIP5.output.MOHC" in k for k in expected), sorted(expected)
+
+    rng = random.Random(7)
+    shuffled = CMIP5_SERIES[:]
+    rng.shuffle(shuffled)
+    batched = Workspace(tmp_path / "batched")
+    for batch in (shuffled[:5], shuffled[5:9], shuffled[9:]):
+        proc = batched.ingest(zarrstac.binary, batch)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert outputs(batched) == expected
+
+    # the dataset item lists every file once, with its own times
+    item_path = next(p for p in (batched.catalog / "cmip5-mon-tas").rglob("CMIP5.*.json"))
+    item = load(item_path)
+    files = {a["href"] for a in item["assets"].values() if a["href"].endswith(".nc")}
+    assert files == {file_url(p) for p in CMIP5_SERIES}
+    assert not stacschema.problems(item), stacschema.problems(item)

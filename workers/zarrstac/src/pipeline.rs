@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 use zarrstac_catalog::{StaticCatalog, WriteOutcome};
 use zarrstac_formats::ScanOptions;
@@ -56,6 +57,11 @@ pub struct Ingested {
     pub item_id: String,
     /// The references or the item changed (false: everything was already in place).
     pub changed: bool,
+    /// For a file of a multi-file dataset (CMIP): the dataset it belongs to. Its item is
+    /// the dataset's, rebuilt by [`Pipeline::rebuild_dataset`] once the run's files are in.
+    pub dataset: Option<String>,
+    /// The source's absolute URL.
+    pub url: String,
 }
 
 pub struct Pipeline {
@@ -106,27 +112,11 @@ impl Pipeline {
         &self.catalog
     }
 
-    /// Builds the item of one source (writing its references when it is a file), without
-    /// touching the catalog.
-    pub async fn build_item(
+    /// Reads a NetCDF/HDF5 file's metadata with its small chunks inlined.
+    async fn scan_file(
         &self,
-        source: &str,
-        write_refs: bool,
-    ) -> Result<(Value, bool), Failure> {
-        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
-        if zarrstac_formats::zarr::is_zarr_store(&location).await {
-            let dataset = zarrstac_formats::zarr::scan_zarr(location)
-                .await
-                .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
-            let opts = ItemOptions {
-                collection: self.config.stac.collection.clone(),
-                store_style: self.style.clone(),
-                ..ItemOptions::default()
-            };
-            let item = zarrstac_stac::eopf::item_for_eopf(&dataset, &opts)
-                .map_err(|e| Failure::permanent(format!("{source}: {e}")))?;
-            return Ok((item, false));
-        }
+        location: Location,
+    ) -> Result<(zarrstac_model::Dataset, RangeReader), Failure> {
         let reader = RangeReader::open(location)
             .await
             .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
@@ -140,6 +130,45 @@ impl Pipeline {
         )
         .await
         .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+        Ok((dataset, reader))
+    }
+
+    /// Builds the item of one source (writing its references when it is a file), without
+    /// touching the catalog.
+    pub async fn build_item(
+        &self,
+        source: &str,
+        write_refs: bool,
+    ) -> Result<(Value, bool), Failure> {
+        self.build(source, write_refs, false)
+            .await
+            .map(|(item, changed, _)| (item, changed))
+    }
+
+    /// Builds the item of one source; with `group_datasets`, a file of a multi-file
+    /// dataset gets no item of its own (its dataset's is rebuilt later) and the dataset id
+    /// is returned instead.
+    async fn build(
+        &self,
+        source: &str,
+        write_refs: bool,
+        group_datasets: bool,
+    ) -> Result<(Value, bool, Option<String>), Failure> {
+        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
+        if zarrstac_formats::zarr::is_zarr_store(&location).await {
+            let dataset = zarrstac_formats::zarr::scan_zarr(location)
+                .await
+                .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+            let opts = ItemOptions {
+                collection: self.config.stac.collection.clone(),
+                store_style: self.style.clone(),
+                ..ItemOptions::default()
+            };
+            let item = zarrstac_stac::eopf::item_for_eopf(&dataset, &opts)
+                .map_err(|e| Failure::permanent(format!("{source}: {e}")))?;
+            return Ok((item, false, None));
+        }
+        let (dataset, reader) = self.scan_file(location).await?;
         let collection = self
             .config
             .stac
@@ -169,7 +198,80 @@ impl Pipeline {
         };
         let item = zarrstac_stac::item_for_file(&dataset, &opts)
             .map_err(|e| Failure::permanent(format!("{source}: {e}")))?;
-        Ok((item, changed))
+        let dataset_id = if group_datasets {
+            zarrstac_refs::combine::dataset_id(&dataset)
+        } else {
+            None
+        };
+        Ok((item, changed, dataset_id))
+    }
+
+    /// Rebuilds a multi-file dataset from every file known to belong to it (the members
+    /// recorded before plus `new_members`): combined references and one dataset item.
+    /// Members are kept sorted and re-read, so the result does not depend on the order in
+    /// which files arrived. Returns whether anything changed.
+    pub async fn rebuild_dataset(
+        &self,
+        collection: &str,
+        dataset_id: &str,
+        new_members: &[String],
+    ) -> Result<bool, Failure> {
+        let io = |e: zarrstac_io::IoError| Failure::classify(e.is_transient(), e.to_string());
+        let index = self
+            .refs_root
+            .join(&format!("{collection}/{dataset_id}.members.json"));
+        let mut members: std::collections::BTreeSet<String> =
+            match index.store.get(&index.path).await {
+                Ok(r) => {
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| Failure::classify(true, e.to_string()))?;
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| Failure::permanent(format!("{}: {e}", index.url)))?
+                }
+                Err(object_store::Error::NotFound { .. }) => Default::default(),
+                Err(e) => return Err(Failure::classify(true, format!("{}: {e}", index.url))),
+            };
+        members.extend(new_members.iter().cloned());
+        let mut files = Vec::with_capacity(members.len());
+        for m in &members {
+            let location = Location::parse(m).map_err(|e| Failure::permanent(e.to_string()))?;
+            files.push(self.scan_file(location).await?.0);
+        }
+        let combined = zarrstac_refs::combine(files.clone())
+            .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
+        // Named like the dataset's item: the id with its version.
+        let item_id = match zarrstac_stac::netcdf::dataset_version(&files) {
+            Some(v) => format!("{dataset_id}.v{v}"),
+            None => dataset_id.to_string(),
+        };
+        let refs = self.refs_root.join(&format!("{collection}/{item_id}.json"));
+        let mut bytes = Vec::new();
+        zarrstac_refs::write_kerchunk(&combined, &mut bytes)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+        let mut changed = refs.put_if_changed(bytes).await.map_err(io)?;
+        let opts = ItemOptions {
+            collection: Some(collection.to_string()),
+            refs_href: Some(refs.url.clone()),
+            store_style: self.style.clone(),
+            source_modified: None,
+        };
+        let mut item =
+            zarrstac_stac::netcdf::item_for_dataset(dataset_id, &files, &combined, &opts)
+                .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
+        StaticCatalog::link_item(&mut item);
+        self.check(&item)?;
+        changed |= self
+            .catalog
+            .write_item(item)
+            .await
+            .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?
+            == WriteOutcome::Written;
+        let list =
+            serde_json::to_vec_pretty(&members).map_err(|e| Failure::permanent(e.to_string()))?;
+        changed |= index.put_if_changed(list).await.map_err(io)?;
+        Ok(changed)
     }
 
     /// Validates an item against the vendored schemas; a violation is permanent.
@@ -187,13 +289,26 @@ impl Pipeline {
         )))
     }
 
-    /// Runs every stage for one source.
+    /// Runs every stage for one source. A file of a multi-file dataset gets its references
+    /// written and is reported with its dataset; its item is the dataset's.
     pub async fn ingest(&self, source: &str) -> Result<Ingested, Failure> {
-        let (mut item, refs_changed) = self.build_item(source, true).await?;
-        StaticCatalog::link_item(&mut item);
-        self.check(&item)?;
+        let url = Location::parse(source)
+            .map(|l| l.url)
+            .unwrap_or_else(|_| source.to_string());
+        let (mut item, refs_changed, dataset) = self.build(source, true, true).await?;
         let collection = item["collection"].as_str().unwrap_or_default().to_string();
         let item_id = item["id"].as_str().unwrap_or_default().to_string();
+        if dataset.is_some() {
+            return Ok(Ingested {
+                collection,
+                item_id,
+                changed: refs_changed,
+                dataset,
+                url,
+            });
+        }
+        StaticCatalog::link_item(&mut item);
+        self.check(&item)?;
         let written = self
             .catalog
             .write_item(item)
@@ -203,6 +318,8 @@ impl Pipeline {
             collection,
             item_id,
             changed: refs_changed || written == WriteOutcome::Written,
+            dataset: None,
+            url,
         })
     }
 }

@@ -116,9 +116,22 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
     let (mut ingested, mut unchanged, mut failed) = (0u64, 0u64, 0u64);
     let mut collections = BTreeSet::new();
+    // Files of multi-file datasets: (collection, dataset id) -> the run's (source, url, changed).
+    let mut datasets: std::collections::BTreeMap<(String, String), Vec<(String, String, bool)>> =
+        Default::default();
     while let Some((source, result)) = results.next().await {
         progress.inc(1);
         match result {
+            Ok(done) if done.dataset.is_some() => {
+                let key = (
+                    done.collection.clone(),
+                    done.dataset.clone().unwrap_or_default(),
+                );
+                datasets
+                    .entry(key)
+                    .or_default()
+                    .push((source, done.url, done.changed));
+            }
             Ok(done) => {
                 collections.insert(done.collection.clone());
                 if done.changed {
@@ -140,6 +153,29 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish_and_clear();
+    // Each multi-file dataset once, rebuilt from all its known files.
+    for ((collection, id), files) in &datasets {
+        let urls: Vec<String> = files.iter().map(|(_, u, _)| u.clone()).collect();
+        match pipeline.rebuild_dataset(collection, id, &urls).await {
+            Ok(changed) => {
+                collections.insert(collection.clone());
+                for (_, _, file_changed) in files {
+                    if changed || *file_changed {
+                        ingested += 1;
+                    } else {
+                        unchanged += 1;
+                    }
+                }
+            }
+            Err(f) => {
+                for (source, url, _) in files {
+                    failed += 1;
+                    eprintln!("error: {source}: {}", f.message);
+                    failed_log.record(url, f.class, &f.message).await?;
+                }
+            }
+        }
+    }
     let mut catalog_changed = false;
     for c in &collections {
         let outcome = pipeline
