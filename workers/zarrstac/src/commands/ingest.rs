@@ -74,6 +74,14 @@ fn expand(args: &[String]) -> Vec<String> {
     out
 }
 
+/// A file of a multi-file dataset seen in this run.
+struct Member {
+    source: String,
+    url: String,
+    /// Its own references changed.
+    changed: bool,
+}
+
 pub async fn run(args: IngestArgs) -> ExitCode {
     match ingest(args).await {
         Ok(code) => code,
@@ -116,8 +124,8 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
     let (mut ingested, mut unchanged, mut failed) = (0u64, 0u64, 0u64);
     let mut collections = BTreeSet::new();
-    // Files of multi-file datasets: (collection, dataset id) -> the run's (source, url, changed).
-    let mut datasets: std::collections::BTreeMap<(String, String), Vec<(String, String, bool)>> =
+    // Files of multi-file datasets, by (collection, dataset id).
+    let mut datasets: std::collections::BTreeMap<(String, String), Vec<Member>> =
         Default::default();
     while let Some((source, result)) = results.next().await {
         progress.inc(1);
@@ -155,12 +163,12 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     // Each multi-file dataset once, rebuilt from all its known files.
     for ((collection, id), files) in &datasets {
-        let urls: Vec<String> = files.iter().map(|(_, u, _)| u.clone()).collect();
+        let urls: Vec<String> = files.iter().map(|m| m.url.clone()).collect();
         match pipeline.rebuild_dataset(collection, id, &urls).await {
             Ok(changed) => {
                 collections.insert(collection.clone());
-                for (_, _, file_changed) in files {
-                    if changed || *file_changed {
+                for m in files {
+                    if changed || m.changed {
                         ingested += 1;
                     } else {
                         unchanged += 1;
@@ -168,10 +176,10 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(f) => {
-                for (source, url, _) in files {
+                for m in files {
                     failed += 1;
-                    eprintln!("error: {source}: {}", f.message);
-                    failed_log.record(url, f.class, &f.message).await?;
+                    eprintln!("error: {}: {}", m.source, f.message);
+                    failed_log.record(&m.url, f.class, &f.message).await?;
                 }
             }
         }
