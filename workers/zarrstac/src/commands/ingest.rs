@@ -135,10 +135,11 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     done.collection.clone(),
                     done.dataset.clone().unwrap_or_default(),
                 );
-                datasets
-                    .entry(key)
-                    .or_default()
-                    .push((source, done.url, done.changed));
+                datasets.entry(key).or_default().push(Member {
+                    source,
+                    url: done.url,
+                    changed: done.changed,
+                });
             }
             Ok(done) => {
                 collections.insert(done.collection.clone());
