@@ -4,7 +4,7 @@
 
 mod static_catalog;
 
-pub use static_catalog::{StaticCatalog, WriteOutcome};
+pub use static_catalog::{DEFAULT_ASSET_PAGE_SIZE, StaticCatalog, WriteOutcome};
 
 /// Why a catalog write failed.
 #[derive(Debug, thiserror::Error)]

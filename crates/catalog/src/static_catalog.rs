@@ -39,7 +39,13 @@ pub struct StaticCatalog {
     root: Location,
     id: String,
     description: String,
+    /// Items with more assets than this also get them as paged asset documents.
+    asset_page_size: usize,
 }
+
+/// Default page size of asset documents: items with more assets than this (datasets of
+/// thousands of files) also publish them in pages clients can fetch one at a time.
+pub const DEFAULT_ASSET_PAGE_SIZE: usize = 100;
 
 fn pretty(doc: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(doc).unwrap_or_default();
@@ -53,7 +59,14 @@ impl StaticCatalog {
             root,
             id: "zarrstac".into(),
             description: "Datasets ingested by zarrstac: virtual Zarr references with CF-mapped datacube metadata".into(),
+            asset_page_size: DEFAULT_ASSET_PAGE_SIZE,
         }
+    }
+
+    /// Sets how many assets an item may have before they are also paged out.
+    pub fn with_asset_page_size(mut self, size: usize) -> Self {
+        self.asset_page_size = size.max(1);
+        self
     }
 
     pub fn root(&self) -> &Location {
@@ -140,8 +153,61 @@ impl StaticCatalog {
             .ok_or(CatalogError::MissingField("collection"))?
             .to_string();
         Self::link_item(&mut item);
-        self.put_if_changed(&Self::item_path(&collection, &id), pretty(&item))
-            .await
+        let mut outcome = WriteOutcome::Unchanged;
+        let assets: Vec<(String, Value)> = item["assets"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        if let Some(links) = item["links"].as_array_mut() {
+            links.retain(|l| l["rel"] != "asset");
+        }
+        if assets.len() > self.asset_page_size {
+            // The item keeps every asset; the pages let clients fetch them in parts.
+            let pages: Vec<&[(String, Value)]> = assets.chunks(self.asset_page_size).collect();
+            for (k, page) in pages.iter().enumerate() {
+                let n = k + 1;
+                let mut links = vec![
+                    json!({"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"}),
+                    json!({"rel": "first", "href": "page-1.json", "type": "application/json"}),
+                    json!({"rel": "last", "href": format!("page-{}.json", pages.len()), "type": "application/json"}),
+                ];
+                if n > 1 {
+                    links.push(json!({"rel": "prev", "href": format!("page-{}.json", n - 1), "type": "application/json"}));
+                }
+                if n < pages.len() {
+                    links.push(json!({"rel": "next", "href": format!("page-{}.json", n + 1), "type": "application/json"}));
+                }
+                let doc = json!({
+                    "type": "AssetList",
+                    "stac_version": STAC_VERSION,
+                    "item": id,
+                    "page": n,
+                    "pages": pages.len(),
+                    "assets": page.iter().cloned().collect::<Map<String, Value>>(),
+                    "links": links,
+                });
+                let rel = format!("{collection}/{id}/assets/page-{n}.json");
+                if self.put_if_changed(&rel, pretty(&doc)).await? == WriteOutcome::Written {
+                    outcome = WriteOutcome::Written;
+                }
+            }
+            if let Some(links) = item["links"].as_array_mut() {
+                links.push(json!({
+                    "rel": "asset",
+                    "href": "./assets/page-1.json",
+                    "type": "application/json",
+                    "title": format!("{} assets in {} pages of {}", assets.len(), pages.len(), self.asset_page_size),
+                }));
+            }
+        }
+        if self
+            .put_if_changed(&Self::item_path(&collection, &id), pretty(&item))
+            .await?
+            == WriteOutcome::Written
+        {
+            outcome = WriteOutcome::Written;
+        }
+        Ok(outcome)
     }
 
     /// Paths of every item document of a collection, in path order.
@@ -321,6 +387,56 @@ mod tests {
             "properties": {"datetime": null, "start_datetime": start, "end_datetime": end, "platform": "p"},
             "links": [{"rel": "store", "href": "file:///x.json"}], "assets": {}
         })
+    }
+
+    #[tokio::test]
+    async fn many_assets_are_also_paged_out() {
+        let dir = std::env::temp_dir().join(format!("zarrstac-pages-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cat = StaticCatalog::new(Location::parse(dir.to_str().unwrap()).unwrap())
+            .with_asset_page_size(2);
+        let mut it = item(
+            "d",
+            [0.0, 0.0, 1.0, 1.0],
+            "2000-01-01T00:00:00Z",
+            "2000-02-01T00:00:00Z",
+        );
+        for k in 0..5 {
+            it["assets"][format!("f{k}")] = json!({"href": format!("file:///f{k}.nc")});
+        }
+        assert_eq!(
+            cat.write_item(it.clone()).await.unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(cat.write_item(it).await.unwrap(), WriteOutcome::Unchanged);
+        let written: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("c1/d/d.json")).unwrap()).unwrap();
+        assert_eq!(written["assets"].as_object().unwrap().len(), 5);
+        let asset_links: Vec<&Value> = written["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["rel"] == "asset")
+            .collect();
+        assert_eq!(asset_links.len(), 1);
+        assert_eq!(asset_links[0]["href"], "./assets/page-1.json");
+        let mut seen = Vec::new();
+        let mut page = Some("page-1.json".to_string());
+        while let Some(p) = page {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("c1/d/assets").join(&p)).unwrap())
+                    .unwrap();
+            seen.extend(doc["assets"].as_object().unwrap().keys().cloned());
+            page = doc["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["rel"] == "next")
+                .map(|l| l["href"].as_str().unwrap().to_string());
+        }
+        assert_eq!(seen, vec!["f0", "f1", "f2", "f3", "f4"]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]

@@ -36,6 +36,8 @@ pub struct RefsConfig {
 pub struct StacConfig {
     pub store_style: String,
     pub collection: Option<String>,
+    /// Items with more assets than this also publish them as paged asset documents.
+    pub asset_page_size: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +70,7 @@ impl Default for StacConfig {
         StacConfig {
             store_style: "kerchunk".into(),
             collection: None,
+            asset_page_size: zarrstac_catalog::DEFAULT_ASSET_PAGE_SIZE,
         }
     }
 }

@@ -91,7 +91,8 @@ impl Pipeline {
                 config.output.catalog
             );
         }
-        let catalog = StaticCatalog::new(Location::parse(&config.output.catalog)?);
+        let catalog = StaticCatalog::new(Location::parse(&config.output.catalog)?)
+            .with_asset_page_size(config.stac.asset_page_size);
         let refs_root = Location::parse(&config.output.refs_root)?;
         let style = StoreStyle::parse(&config.stac.store_style)
             .ok_or_else(|| anyhow::anyhow!("unknown store style {}", config.stac.store_style))?;
