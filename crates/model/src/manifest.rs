@@ -26,6 +26,9 @@ pub enum ManifestError {
 #[derive(Debug, Clone, Default)]
 pub struct ChunkManifest {
     paths: Vec<String>,
+    /// Path → number, so registering a path stays constant-time for manifests that
+    /// reference thousands of files (combined datasets).
+    path_numbers: std::collections::HashMap<String, u32>,
     ndim: usize,
     keys: Vec<u64>,
     refs: Vec<ChunkRef>,
@@ -46,16 +49,19 @@ impl ChunkManifest {
             keys: Vec::with_capacity(chunks.saturating_mul(ndim)),
             refs: Vec::with_capacity(chunks),
             paths: Vec::new(),
+            path_numbers: Default::default(),
         }
     }
 
     /// Registers a target URL (once) and returns its number for [`ChunkRef::Range`].
     pub fn path_id(&mut self, url: &str) -> u32 {
-        if let Some(i) = self.paths.iter().position(|p| p == url) {
-            return i as u32;
+        if let Some(&i) = self.path_numbers.get(url) {
+            return i;
         }
+        let i = self.paths.len() as u32;
         self.paths.push(url.to_string());
-        (self.paths.len() - 1) as u32
+        self.path_numbers.insert(url.to_string(), i);
+        i
     }
 
     pub fn paths(&self) -> &[String] {
@@ -67,6 +73,12 @@ impl ChunkManifest {
         for p in &mut self.paths {
             *p = f(p);
         }
+        self.path_numbers = self
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u32))
+            .collect();
     }
 
     pub fn ndim(&self) -> usize {

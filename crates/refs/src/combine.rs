@@ -334,6 +334,15 @@ pub fn combine(mut files: Vec<Dataset>) -> Result<Dataset, CombineError> {
     Ok(out)
 }
 
+/// Fill values are equal when they are the same value; NaN is one value here.
+fn same_fill(a: &Option<zarrstac_model::FillValue>, b: &Option<zarrstac_model::FillValue>) -> bool {
+    use zarrstac_model::FillValue::Float;
+    match (a, b) {
+        (Some(Float(x)), Some(Float(y))) => x == y || (x.is_nan() && y.is_nan()),
+        _ => a == b,
+    }
+}
+
 fn check_compatible(
     a: &Array,
     b: &Array,
@@ -345,8 +354,9 @@ fn check_compatible(
     let v = &a.name;
     if a.dtype != b.dtype {
         return Err(refused(format!(
-            "variable '{v}': dtype {:?} in {na} but {:?} in {nb}",
-            a.dtype, b.dtype
+            "variable '{v}': dtype {} in {na} but {} in {nb}",
+            crate::kerchunk::numpy_dtype(&a.dtype),
+            crate::kerchunk::numpy_dtype(&b.dtype)
         )));
     }
     if a.dimensions != b.dimensions {
@@ -378,10 +388,18 @@ fn check_compatible(
             "variable '{v}': codecs differ between {na} and {nb}"
         )));
     }
-    if a.fill_value != b.fill_value {
+    if !same_fill(&a.fill_value, &b.fill_value) {
+        let show = |f: &Option<zarrstac_model::FillValue>| match f {
+            Some(zarrstac_model::FillValue::Int(i)) => i.to_string(),
+            Some(zarrstac_model::FillValue::UInt(u)) => u.to_string(),
+            Some(zarrstac_model::FillValue::Float(x)) => format!("{x:?}"),
+            Some(zarrstac_model::FillValue::Bytes(b)) => format!("{b:?}"),
+            None => "(none)".into(),
+        };
         return Err(refused(format!(
-            "variable '{v}': _FillValue {:?} in {na} but {:?} in {nb}",
-            a.fill_value, b.fill_value
+            "variable '{v}': _FillValue {} in {na} but {} in {nb}",
+            show(&a.fill_value),
+            show(&b.fill_value)
         )));
     }
     for k in PACKING {
@@ -397,7 +415,9 @@ fn check_compatible(
         {
             continue; // checked with the time axis
         }
-        if a.attributes.get(*k) != b.attributes.get(*k) {
+        // Compared as written (so NaN equals NaN, as the values mean the same thing).
+        let text = |x: Option<&AttrValue>| x.map(crate::kerchunk::attr_text);
+        if text(a.attributes.get(*k)) != text(b.attributes.get(*k)) {
             let show =
                 |x: Option<&AttrValue>| x.map_or("(none)".to_string(), crate::kerchunk::attr_text);
             return Err(refused(format!(
@@ -810,6 +830,19 @@ mod tests {
             .attributes
             .insert("calendar".into(), AttrValue::String("360_day".into()));
         assert!(err(combine(vec![a, other_cal])).contains("calendars differ"));
+    }
+
+    #[test]
+    fn nan_fill_values_are_the_same_fill_value() {
+        let mut a = file("file:///a.nc", &[0.0, 1.0], "days since 2000-01-01", 1);
+        let mut b = file("file:///b.nc", &[2.0, 3.0], "days since 2000-01-01", 1);
+        a.root.arrays[1].fill_value = Some(zarrstac_model::FillValue::Float(f64::NAN));
+        b.root.arrays[1].fill_value = Some(zarrstac_model::FillValue::Float(f64::NAN));
+        assert!(combine(vec![a, b.clone()]).is_ok());
+        let mut c = file("file:///c.nc", &[4.0, 5.0], "days since 2000-01-01", 1);
+        c.root.arrays[1].fill_value = Some(zarrstac_model::FillValue::Float(1e20));
+        let m = err(combine(vec![b, c]));
+        assert!(m.contains("_FillValue NaN"), "{m}");
     }
 
     #[test]
