@@ -676,3 +676,28 @@ def test_dataset_item_does_not_depend_on_arrival_order(zarrstac, tmp_path):
     files = {a["href"] for a in item["assets"].values() if a["href"].endswith(".nc")}
     assert files == {file_url(p) for p in CMIP5_SERIES}
     assert not stacschema.problems(item), stacschema.problems(item)
+
+
+def test_path_template_groups_files_without_cmip_attributes(zarrstac, tmp_path):
+    """Files that name no CMIP dataset are grouped by a configured path layout."""
+    import shutil
+    pair = sorted((FIXTURES / "generated" / "combine").glob("units_*.nc"))
+    assert len(pair) == 2
+    tree = tmp_path / "archive" / "proj" / "EUR-11" / "run1"
+    tree.mkdir(parents=True)
+    for k, src in enumerate(pair):
+        shutil.copy(src, tree / f"part{k}.nc")
+    ws = Workspace(tmp_path / "ws")
+    proc = run(zarrstac.binary, "ingest", tmp_path / "archive", "--catalog", ws.catalog, "--refs-root", ws.refs,
+               cwd=ws.cwd, env=clean_env(ZARRSTAC_OUTPUT__FAILED=str(ws.failed),
+                                         ZARRSTAC_DATASETS__PATH_TEMPLATE="proj/{domain}/{run}/{filename}"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    items = [load(p) for p in ws.catalog.rglob("*.json") if load(p).get("type") == "Feature"]
+    assert len(items) == 1, [i["id"] for i in items]
+    (item,) = items
+    assert item["id"].startswith("EUR-11.run1"), item["id"]
+    files = sorted(a["href"] for a in item["assets"].values() if a["href"].endswith(".nc"))
+    assert files == sorted(file_url(tree / f"part{k}.nc") for k in range(2))
+    props = item["properties"]
+    assert props["start_datetime"].startswith("2000-01-01") and props["end_datetime"].startswith("2000-01-20")
+    assert not stacschema.problems(item), stacschema.problems(item)

@@ -873,3 +873,54 @@ mod tests {
         );
     }
 }
+
+/// The dataset a file belongs to according to where it lies: `template` describes the
+/// tail of the path, one `/`-separated part per segment, each either literal text or a
+/// `{facet}` placeholder; `{filename}` stands for the file name and `{version}` is left
+/// out of the id. The id is the facet values joined by `.` in template order, e.g. the
+/// CMIP5 layout `{activity}/{product}/{institute}/{model}/{experiment}/{frequency}/{realm}/{table}/{ensemble}/{version}/{variable}/{filename}`
+/// or a CORDEX one. `None` when the path does not fit.
+pub fn dataset_id_from_path(url: &str, template: &str) -> Option<String> {
+    let path = url.split("://").nth(1).unwrap_or(url);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.is_empty() || parts.len() > segments.len() {
+        return None;
+    }
+    let tail = &segments[segments.len() - parts.len()..];
+    let mut facets = Vec::new();
+    for (part, seg) in parts.iter().zip(tail) {
+        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some("filename" | "version") => {}
+            Some(_) => facets.push(*seg),
+            None if part == seg => {}
+            None => return None,
+        }
+    }
+    (!facets.is_empty()).then(|| facets.join("."))
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::dataset_id_from_path;
+
+    #[test]
+    fn a_path_template_names_the_dataset() {
+        let t = "{activity}/{product}/{institute}/{model}/{experiment}/{frequency}/{realm}/{table}/{ensemble}/{version}/{variable}/{filename}";
+        let url = "s3://archive/cmip5/output1/MOHC/HadGEM2-ES/rcp85/mon/atmos/Amon/r1i1p1/v20111124/tas/tas_Amon_x.nc";
+        assert_eq!(
+            dataset_id_from_path(url, &format!("cmip5/{t}").replacen("{activity}/", "", 1))
+                .as_deref(),
+            Some("output1.MOHC.HadGEM2-ES.rcp85.mon.atmos.Amon.r1i1p1.tas")
+        );
+        assert_eq!(dataset_id_from_path("file:///a/b.nc", t), None);
+        assert_eq!(
+            dataset_id_from_path("file:///x/y/b.nc", "z/{v}/{filename}"),
+            None
+        );
+        assert_eq!(
+            dataset_id_from_path("file:///x/y/b.nc", "x/{v}/{filename}").as_deref(),
+            Some("y")
+        );
+    }
+}

@@ -13,7 +13,18 @@ pub struct PipelineConfig {
     pub output: OutputConfig,
     pub refs: RefsConfig,
     pub stac: StacConfig,
+    pub datasets: DatasetsConfig,
     pub run: RunConfig,
+}
+
+/// How files are grouped into multi-file datasets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatasetsConfig {
+    /// For files whose attributes name no CMIP dataset: the tail of their path as
+    /// `/`-separated literal parts and `{facet}` placeholders (`{filename}`, `{version}`
+    /// are not part of the id), e.g. a CORDEX layout. Unset: such files stay single items.
+    pub path_template: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -200,7 +200,11 @@ impl Pipeline {
         let item = zarrstac_stac::item_for_file(&dataset, &opts)
             .map_err(|e| Failure::permanent(format!("{source}: {e}")))?;
         let dataset_id = if group_datasets {
-            zarrstac_refs::combine::dataset_id(&dataset)
+            zarrstac_refs::combine::dataset_id(&dataset).or_else(|| {
+                self.config.datasets.path_template.as_deref().and_then(|t| {
+                    zarrstac_refs::combine::dataset_id_from_path(&dataset.source_url, t)
+                })
+            })
         } else {
             None
         };

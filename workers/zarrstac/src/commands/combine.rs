@@ -31,6 +31,11 @@ pub struct CombineArgs {
     /// Collection of the dataset items (default: the dataset family).
     #[arg(long)]
     collection: Option<String>,
+    /// Group files whose attributes name no CMIP dataset by their path: `/`-separated
+    /// literal parts and `{facet}` placeholders describing the path's tail, e.g.
+    /// `{project}/{domain}/{institute}/{model}/{experiment}/{ensemble}/{rcm}/{version}/{frequency}/{variable}/{filename}`.
+    #[arg(long)]
+    path_template: Option<String>,
 }
 
 async fn read(source: String, threshold: u64) -> anyhow::Result<Dataset> {
@@ -99,7 +104,11 @@ pub async fn run(args: CombineArgs) -> ExitCode {
     let mut groups: BTreeMap<String, Vec<Dataset>> = BTreeMap::new();
     let mut unnamed = Vec::new();
     for d in datasets {
-        match zarrstac_refs::combine::dataset_id(&d) {
+        let by_path = args
+            .path_template
+            .as_deref()
+            .and_then(|t| zarrstac_refs::combine::dataset_id_from_path(&d.source_url, t));
+        match zarrstac_refs::combine::dataset_id(&d).or(by_path) {
             Some(id) => groups.entry(id).or_default().push(d),
             None => unnamed.push(d),
         }
