@@ -3,7 +3,8 @@
 
 Two workloads, built once under a scratch directory (never committed):
 
-  netcdf  every NetCDF-3 / NetCDF-4 / HDF5 file under fixtures/shared, copied COPIES times
+  netcdf  every NetCDF-3 / NetCDF-4 / HDF5 file under fixtures/shared except the CMIP ones
+          (which form multi-file datasets: see bench/combine_manifests.py), copied COPIES times
           (default 20) under distinct names (`<stem>__cNNN<suffix>`). The item id is the file
           stem, so every copy is its own item, references file and catalog entry.
   eopf    the EOPF Zarr stores of fixtures/eopf, each copied STORE_COPIES times (default
@@ -73,10 +74,18 @@ def shared_sources():
     return out
 
 
+# Files of CMIP datasets (their attributes name the dataset) become one item per dataset,
+# rebuilt from all members: copies of them would be one dataset with overlapping times,
+# which ingest refuses. They are left out here; bench/combine_manifests.py measures that path.
+CMIP_FOLDERS = {"cmip6", "cmip5-netcdf3-series"}
+
+
 def build_netcdf(dest: Path, copies: int) -> int:
     dest.mkdir(parents=True)
     n = 0
     for src in shared_sources():
+        if src.parent.name in CMIP_FOLDERS:
+            continue
         for i in range(copies):
             shutil.copyfile(src, dest / f"{src.stem}__c{i:03d}{src.suffix}")
             n += 1
