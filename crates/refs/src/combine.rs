@@ -43,36 +43,6 @@ fn file_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
-/// Seconds per unit of a CF time unit word.
-fn unit_seconds(units: &str) -> Option<f64> {
-    Some(
-        match units
-            .split_whitespace()
-            .next()?
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "second" | "seconds" | "sec" | "secs" | "s" => 1.0,
-            "minute" | "minutes" | "min" | "mins" => 60.0,
-            "hour" | "hours" | "hr" | "hrs" | "h" => 3600.0,
-            "day" | "days" | "d" => 86400.0,
-            _ => return None,
-        },
-    )
-}
-
-/// Units with a written reference date (`days since Jan 1, 2000`) as CF decoders read them.
-fn normalized_units(units: &str) -> String {
-    if let Some((unit, reference)) = units.split_once(" since ") {
-        for fmt in ["%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%b %d %Y", "%B %d %Y"] {
-            if let Ok(d) = chrono::NaiveDate::parse_from_str(reference.trim(), fmt) {
-                return format!("{} since {}", unit.trim(), d.format("%Y-%m-%d"));
-            }
-        }
-    }
-    units.to_string()
-}
-
 /// One file's time axis: its values, units and where its epoch lies.
 struct TimeAxis {
     values: Vec<f64>,
@@ -166,13 +136,13 @@ pub fn combine(mut files: Vec<Dataset>) -> Result<Dataset, CombineError> {
             )));
         }
         let units = attr_str(t, "units").unwrap_or_default().to_string();
-        let seconds_per_unit = unit_seconds(&units).ok_or_else(|| {
+        let seconds_per_unit = zarrstac_cf::unit_seconds(&units).ok_or_else(|| {
             refused(format!(
                 "{name}: time units '{units}' are not seconds, minutes, hours or days"
             ))
         })?;
-        let reference = parse_time_units(&normalized_units(&units), calendar)
-            .map_err(|e| refused(format!("{name}: time units '{units}': {e}")))?;
+        let reference = zarrstac_cf::parse_units(&units, calendar)
+            .map_err(|e| refused(format!("{name}: {e}")))?;
         let values = t
             .coordinate_values
             .clone()

@@ -1,6 +1,6 @@
 //! CF time coordinates as RFC 3339 strings, decoded in the variable's own calendar.
 
-use netcdf_reader::cf::time::{CfCalendar, CfDateTime, decode_time_exact, parse_time_units};
+use netcdf_reader::cf::time::{CfCalendar, CfDateTime, decode_time_exact};
 
 /// A decoded time axis: first and last instants and, when regular, its step.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +52,7 @@ pub fn decode(
     calendar: Option<&str>,
 ) -> Result<Vec<CfDateTime>, String> {
     let cal = CfCalendar::parse(calendar.unwrap_or("standard"));
-    let reference = parse_time_units(units, cal)
-        .or_else(|e| {
-            normalize_units(units)
-                .ok_or(e)
-                .and_then(|u| parse_time_units(&u, cal))
-        })
-        .map_err(|e| format!("time units '{units}': {e}"))?;
+    let reference = zarrstac_cf::parse_units(units, cal)?;
     values
         .iter()
         .filter(|v| v.is_finite())
@@ -86,19 +80,6 @@ pub fn extent(
         step: step(&times, &finite, units),
         calendar: calendar.unwrap_or("standard").to_string(),
     }))
-}
-
-/// Units whose reference date is written in words, e.g. `days since Jan 1, 2000`, in
-/// the `YYYY-MM-DD` form CF decoders take (xarray reads such dates the same way).
-fn normalize_units(units: &str) -> Option<String> {
-    let (unit, reference) = units.split_once(" since ")?;
-    let reference = reference.trim();
-    for fmt in ["%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%b %d %Y", "%B %d %Y"] {
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(reference, fmt) {
-            return Some(format!("{} since {}", unit.trim(), d.format("%Y-%m-%d")));
-        }
-    }
-    None
 }
 
 fn key(t: &CfDateTime) -> (i32, u8, u8, u8, u8, u8, u32) {
@@ -148,19 +129,7 @@ fn step(times: &[CfDateTime], values: &[f64], units: &str) -> Option<String> {
     if !regular {
         return None;
     }
-    let seconds = d * match units
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_lowercase()
-        .as_str()
-    {
-        "second" | "seconds" | "s" => 1.0,
-        "minute" | "minutes" | "min" => 60.0,
-        "hour" | "hours" | "hr" | "h" => 3600.0,
-        "day" | "days" | "d" => 86400.0,
-        _ => return None,
-    };
+    let seconds = d * zarrstac_cf::unit_seconds(units)?;
     let secs = seconds.round() as i64;
     if (seconds - secs as f64).abs() > 1e-6 || secs <= 0 {
         return None;
