@@ -156,10 +156,7 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
         );
     }
 
-    let media = match d.format {
-        SourceFormat::Hdf5 => "application/x-hdf5",
-        _ => "application/netcdf",
-    };
+    let media = source_media_type(d.format);
     let mut assets = Map::new();
     let mut source = json!({
         "href": d.source_url,
@@ -229,6 +226,22 @@ fn normalize_timestamp(s: &str) -> Option<String> {
     )
 }
 
+/// Media type of a source file's asset.
+fn source_media_type(format: SourceFormat) -> &'static str {
+    match format {
+        SourceFormat::Hdf5 => "application/x-hdf5",
+        _ => "application/netcdf",
+    }
+}
+
+/// The id of a dataset's item: the dataset id with its version, when one is known.
+pub fn dataset_item_id(dataset_id: &str, files: &[Dataset]) -> String {
+    match dataset_version(files) {
+        Some(v) => format!("{dataset_id}.v{v}"),
+        None => dataset_id.to_string(),
+    }
+}
+
 /// The version of a dataset: a `vYYYYMMDD` directory in a file's path (the DRS layout),
 /// else a `version` global attribute, else the day of the newest `creation_date`.
 pub fn dataset_version(files: &[Dataset]) -> Option<String> {
@@ -268,15 +281,8 @@ pub fn item_for_dataset(
     opts: &ItemOptions,
 ) -> Result<Value, ItemError> {
     let mut item = item_for_file(combined, opts)?;
-    let id = match dataset_version(files) {
-        Some(v) => format!("{dataset_id}.v{v}"),
-        None => dataset_id.to_string(),
-    };
-    item["id"] = json!(id);
-    let media = match combined.format {
-        SourceFormat::Hdf5 => "application/x-hdf5",
-        _ => "application/netcdf",
-    };
+    item["id"] = json!(dataset_item_id(dataset_id, files));
+    let media = source_media_type(combined.format);
     let assets = item["assets"]
         .as_object_mut()
         .ok_or_else(|| ItemError::Invalid("item has no assets".into()))?;

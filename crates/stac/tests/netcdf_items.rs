@@ -50,6 +50,18 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The 13 files of the CMIP5 NetCDF-3 series, in name (time) order.
+fn cmip5_series() -> Vec<PathBuf> {
+    let dir = fixtures().join("shared/cmip5-netcdf3-series");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    paths
+}
+
 fn rfc3339(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a string: {v}")))
         .unwrap_or_else(|e| panic!("{v}: {e}"))
@@ -135,13 +147,7 @@ async fn cmip6_o3_item_means_what_the_file_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmip5_360_day_series_gives_valid_ordered_times() {
-    let dir = fixtures().join("shared/cmip5-netcdf3-series");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
+    let paths = cmip5_series();
     assert_eq!(paths.len(), 13);
     let mut last_end = None;
     for path in &paths {
@@ -196,13 +202,7 @@ async fn written_dates_in_units_are_decoded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dataset_item_has_an_asset_per_file_with_its_own_times() {
-    let dir = fixtures().join("shared/cmip5-netcdf3-series");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
+    let paths = cmip5_series();
     let mut files = Vec::new();
     for p in paths.iter().rev() {
         let reader = RangeReader::open(Location::parse(p.to_str().unwrap()).unwrap())

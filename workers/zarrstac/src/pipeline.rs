@@ -64,6 +64,25 @@ pub struct Ingested {
     pub url: String,
 }
 
+/// Reads a NetCDF/HDF5 file's metadata with its chunks of at most `inline_threshold`
+/// bytes inlined: the input of references and items.
+pub async fn scan_inlined(
+    location: Location,
+    scan: &ScanOptions,
+    inline_threshold: u64,
+) -> Result<(zarrstac_model::Dataset, RangeReader), Failure> {
+    let reader = RangeReader::open(location)
+        .await
+        .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+    let mut dataset = zarrstac_formats::scan(reader.clone(), scan)
+        .await
+        .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+    zarrstac_refs::inline_small_chunks(&mut dataset, &reader, inline_threshold)
+        .await
+        .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+    Ok((dataset, reader))
+}
+
 pub struct Pipeline {
     pub config: PipelineConfig,
     catalog: StaticCatalog,
@@ -113,25 +132,11 @@ impl Pipeline {
         &self.catalog
     }
 
-    /// Reads a NetCDF/HDF5 file's metadata with its small chunks inlined.
     async fn scan_file(
         &self,
         location: Location,
     ) -> Result<(zarrstac_model::Dataset, RangeReader), Failure> {
-        let reader = RangeReader::open(location)
-            .await
-            .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
-        let mut dataset = zarrstac_formats::scan(reader.clone(), &self.scan)
-            .await
-            .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
-        zarrstac_refs::inline_small_chunks(
-            &mut dataset,
-            &reader,
-            self.config.refs.inline_threshold,
-        )
-        .await
-        .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
-        Ok((dataset, reader))
+        scan_inlined(location, &self.scan, self.config.refs.inline_threshold).await
     }
 
     /// Builds the item of one source (writing its references when it is a file), without
@@ -247,10 +252,7 @@ impl Pipeline {
         let combined = zarrstac_refs::combine(files.clone())
             .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
         // Named like the dataset's item: the id with its version.
-        let item_id = match zarrstac_stac::netcdf::dataset_version(&files) {
-            Some(v) => format!("{dataset_id}.v{v}"),
-            None => dataset_id.to_string(),
-        };
+        let item_id = zarrstac_stac::netcdf::dataset_item_id(dataset_id, &files);
         let refs = self.refs_root.join(&format!("{collection}/{item_id}.json"));
         let mut bytes = Vec::new();
         zarrstac_refs::write_kerchunk(&combined, &mut bytes)

@@ -5,7 +5,7 @@ use clap::Args;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use zarrstac_formats::ScanOptions;
-use zarrstac_io::{Location, RangeReader};
+use zarrstac_io::Location;
 use zarrstac_model::Dataset;
 
 #[derive(Args, Debug)]
@@ -48,10 +48,10 @@ async fn read(source: String, threshold: u64) -> anyhow::Result<Dataset> {
         })
         .await??);
     }
-    let reader = RangeReader::open(location).await?;
-    let mut d = zarrstac_formats::scan(reader.clone(), &ScanOptions::default()).await?;
-    zarrstac_refs::inline_small_chunks(&mut d, &reader, threshold).await?;
-    Ok(d)
+    crate::pipeline::scan_inlined(location, &ScanOptions::default(), threshold)
+        .await
+        .map(|(d, _)| d)
+        .map_err(|f| anyhow::anyhow!(f.message))
 }
 
 /// Directories stand for the NetCDF/HDF5 files and references in them (sorted).
