@@ -1,31 +1,10 @@
-use std::collections::{BTreeMap, BTreeSet};
-
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde_json::{Map, Value, json};
 use zarrstac_io::Location;
 
-use crate::CatalogError;
-
-const STAC_VERSION: &str = "1.1.0";
-
-/// Properties whose distinct values are summarized in collections.
-const SUMMARIZED: &[&str] = &[
-    "platform",
-    "constellation",
-    "instrument",
-    "product:type",
-    "proj:code",
-    "cmip6:activity_id",
-    "cmip6:experiment_id",
-    "cmip6:frequency",
-    "cmip6:grid_label",
-    "cmip6:institution_id",
-    "cmip6:source_id",
-    "cmip6:table_id",
-    "cmip6:variable_id",
-    "cmip6:variant_label",
-];
+use crate::collection::{CollectionExtent, STAC_VERSION};
+use crate::{CatalogError, CatalogSink, ItemOutcome};
 
 /// Whether a write changed anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,21 +222,7 @@ impl StaticCatalog {
     /// Rewrites a collection from the items it holds: extent, summaries, item links.
     pub async fn refresh_collection(&self, collection: &str) -> Result<WriteOutcome, CatalogError> {
         let items = self.items_of(collection).await?;
-        let (mut w, mut s, mut e, mut n) = (
-            f64::INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NEG_INFINITY,
-        );
-        // (instant, text as written): compare instants, keep the items' own text.
-        type Instant = (chrono::DateTime<chrono::Utc>, String);
-        let (mut start, mut end): (Option<Instant>, Option<Instant>) = (None, None);
-        let parse = |t: &str| {
-            chrono::DateTime::parse_from_rfc3339(t)
-                .ok()
-                .map(|d| (d.with_timezone(&chrono::Utc), t.to_string()))
-        };
-        let mut summaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        let mut extent = CollectionExtent::default();
         let mut links = vec![
             json!({"rel": "root", "href": "../catalog.json", "type": "application/json"}),
             json!({"rel": "parent", "href": "../catalog.json", "type": "application/json"}),
@@ -267,77 +232,16 @@ impl StaticCatalog {
             let Some(item) = self.read_json(rel).await? else {
                 continue;
             };
-            if let Some(b) = item["bbox"].as_array().filter(|b| b.len() == 4) {
-                let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
-                if v.len() == 4 {
-                    w = w.min(v[0]);
-                    s = s.min(v[1]);
-                    e = e.max(v[2]);
-                    n = n.max(v[3]);
-                }
-            }
-            let p = &item["properties"];
-            for t in [&p["start_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str().and_then(parse)
-                    && start.as_ref().is_none_or(|x| t.0 < x.0)
-                {
-                    start = Some(t);
-                }
-            }
-            for t in [&p["end_datetime"], &p["datetime"]] {
-                if let Some(t) = t.as_str().and_then(parse)
-                    && end.as_ref().is_none_or(|x| t.0 > x.0)
-                {
-                    end = Some(t);
-                }
-            }
-            for key in SUMMARIZED {
-                match &p[*key] {
-                    Value::String(v) => {
-                        summaries.entry(key).or_default().insert(v.clone());
-                    }
-                    Value::Array(vs) => {
-                        for v in vs.iter().filter_map(Value::as_str) {
-                            summaries.entry(key).or_default().insert(v.to_string());
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            extent.add_item(&item);
             let href = format!(
                 "./{}",
                 rel.strip_prefix(&format!("{collection}/")).unwrap_or(rel)
             );
             links.push(json!({"rel": "item", "href": href, "type": "application/geo+json"}));
         }
-        let bbox = if w.is_finite() {
-            json!([[w, s, e, n]])
-        } else {
-            json!([[-180.0, -90.0, 180.0, 90.0]])
-        };
-        let mut summary_obj = Map::new();
-        for (k, vs) in summaries {
-            summary_obj.insert(k.to_string(), json!(vs.into_iter().collect::<Vec<_>>()));
-        }
-        let mut doc = json!({
-            "type": "Collection",
-            "stac_version": STAC_VERSION,
-            "id": collection,
-            "description": format!("Items of '{collection}', ingested by zarrstac"),
-            "license": "other",
-            "extent": {
-                "spatial": {"bbox": bbox},
-                "temporal": {"interval": [[start.map(|s| s.1), end.map(|e| e.1)]]}
-            },
-            "links": links,
-        });
-        if !summary_obj.is_empty() {
-            doc["summaries"] = Value::Object(summary_obj);
-        }
-        let outcome = self
-            .put_if_changed(&format!("{collection}/collection.json"), pretty(&doc))
-            .await?;
-        Ok(outcome)
+        let doc = extent.to_collection(collection, links);
+        self.put_if_changed(&format!("{collection}/collection.json"), pretty(&doc))
+            .await
     }
 
     /// Rewrites `catalog.json` with a child link per collection present.
@@ -373,6 +277,42 @@ impl StaticCatalog {
             "links": links,
         });
         self.put_if_changed("catalog.json", pretty(&doc)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogSink for StaticCatalog {
+    fn url(&self) -> String {
+        crate::redact(&self.root.url)
+    }
+
+    fn prepare_item(&self, item: &mut Value) {
+        Self::link_item(item);
+    }
+
+    fn batches(&self) -> bool {
+        false
+    }
+
+    async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(match self.write_item(item).await {
+                Ok(WriteOutcome::Written) => ItemOutcome::Written,
+                Ok(WriteOutcome::Unchanged) => ItemOutcome::Unchanged,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => ItemOutcome::Rejected(e.to_string()),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    async fn refresh(&self, collections: &[String]) -> Result<(), CatalogError> {
+        for c in collections {
+            self.refresh_collection(c).await?;
+        }
+        self.refresh_root().await?;
+        Ok(())
     }
 }
 

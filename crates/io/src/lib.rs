@@ -9,10 +9,12 @@
 mod blocking;
 mod location;
 mod reader;
+mod retry;
 
 pub use blocking::{BlockingReader, BlockingReaderConfig};
 pub use location::{Location, LocationError};
 pub use reader::{RangeReader, ReadStats};
+pub use retry::RetryPolicy;
 
 /// Errors of reading from an object store.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct PipelineConfig {
     pub output: OutputConfig,
+    /// How items are sent to the catalog named by `output.catalog`.
+    pub catalog: zarrstac_catalog::SinkConfig,
     pub refs: RefsConfig,
     pub stac: StacConfig,
     pub datasets: DatasetsConfig,
@@ -105,10 +107,11 @@ impl PipelineConfig {
             }
             None => {}
         }
-        let config: PipelineConfig = figment
+        let mut config: PipelineConfig = figment
             .merge(Env::prefixed("ZARRSTAC_").split("__"))
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.catalog.asset_page_size = config.stac.asset_page_size;
         if zarrstac_stac::StoreStyle::parse(&config.stac.store_style).is_none() {
             anyhow::bail!(
                 "configuration: stac.store_style must be \"kerchunk\" or \"virtualizarr\", not {:?}",

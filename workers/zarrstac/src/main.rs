@@ -38,6 +38,8 @@ enum Command {
     Combine(commands::combine::CombineArgs),
     /// Print the STAC item of a NetCDF/HDF5 file or a Zarr store (EOPF product).
     Item(commands::item::ItemArgs),
+    /// Upsert existing STAC items (files, ndjson, a static catalog) into a catalog.
+    Publish(commands::publish::PublishArgs),
     /// Validate STAC items, collections and catalogs offline against the vendored schemas.
     Validate(commands::validate::ValidateArgs),
 }
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Combine(args) => commands::combine::run(args).await,
             Command::Item(args) => commands::item::run(args).await,
             Command::Validate(args) => commands::validate::run(args),
+            Command::Publish(args) => commands::publish::run(args).await,
         }
     })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
 use serde_json::Value;
-use zarrstac_catalog::{StaticCatalog, WriteOutcome};
+use zarrstac_catalog::{BatchWriter, CatalogSink, ItemOutcome};
 use zarrstac_formats::ScanOptions;
 use zarrstac_io::{Location, RangeReader};
 use zarrstac_stac::{ItemOptions, StoreStyle, Validator};
@@ -85,7 +85,7 @@ pub async fn scan_inlined(
 
 pub struct Pipeline {
     pub config: PipelineConfig,
-    catalog: StaticCatalog,
+    writer: BatchWriter,
     refs_root: Location,
     validator: Arc<Validator>,
     scan: ScanOptions,
@@ -93,25 +93,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: PipelineConfig) -> anyhow::Result<Pipeline> {
-        let scheme = config
-            .output
-            .catalog
-            .split("://")
-            .next()
-            .unwrap_or_default();
-        if config.output.catalog.contains("://")
-            && matches!(scheme, "http" | "https" | "postgres" | "postgresql")
-        {
-            // A STAC API or pgstac catalog is a different sink, not a static catalog
-            // written over HTTP.
-            anyhow::bail!(
-                "catalog {}: STAC API and pgstac sinks are not available in this version; use a path or an object-store URL for a static catalog",
-                config.output.catalog
-            );
-        }
-        let catalog = StaticCatalog::new(Location::parse(&config.output.catalog)?)
-            .with_asset_page_size(config.stac.asset_page_size);
+    /// Opens the catalog named in the configuration (static, STAC API or pgstac).
+    pub async fn new(config: PipelineConfig) -> anyhow::Result<Pipeline> {
+        let sink = zarrstac_catalog::open(&config.output.catalog, &config.catalog).await?;
+        let writer = BatchWriter::new(
+            sink,
+            config.catalog.batch_size,
+            std::time::Duration::from_millis(config.catalog.batch_linger_ms),
+        );
         let refs_root = Location::parse(&config.output.refs_root)?;
         let style = StoreStyle::parse(&config.stac.store_style)
             .ok_or_else(|| anyhow::anyhow!("unknown store style {}", config.stac.store_style))?;
@@ -120,7 +109,7 @@ impl Pipeline {
                 materialize_limit: config.refs.materialize_limit,
                 ..ScanOptions::default()
             },
-            catalog,
+            writer,
             refs_root,
             validator: Arc::new(Validator::new()),
             style,
@@ -128,8 +117,33 @@ impl Pipeline {
         })
     }
 
-    pub fn catalog(&self) -> &StaticCatalog {
-        &self.catalog
+    /// The catalog items go to.
+    pub fn catalog(&self) -> &Arc<dyn CatalogSink> {
+        self.writer.sink()
+    }
+
+    /// Sends the items still waiting in a batch; call once at the end of a run.
+    pub async fn close(self) {
+        self.writer.close().await;
+    }
+
+    /// Links, validates and writes an item; `Ok(true)` when the catalog changed.
+    async fn publish(&self, mut item: Value) -> Result<bool, Failure> {
+        self.catalog().prepare_item(&mut item);
+        self.check(&item)?;
+        let id = item["id"].as_str().unwrap_or("?").to_string();
+        match self.writer.write(item).await {
+            Ok(ItemOutcome::Written) => Ok(true),
+            Ok(ItemOutcome::Unchanged) => Ok(false),
+            Ok(ItemOutcome::Rejected(reason)) => Err(Failure::permanent(format!(
+                "catalog {} refused item '{id}': {reason}",
+                self.catalog().url()
+            ))),
+            Err(e) => Err(Failure::classify(
+                e.is_transient(),
+                format!("writing item '{id}': {e}"),
+            )),
+        }
     }
 
     async fn scan_file(
@@ -264,17 +278,9 @@ impl Pipeline {
             store_style: self.style.clone(),
             source_modified: None,
         };
-        let mut item =
-            zarrstac_stac::netcdf::item_for_dataset(dataset_id, &files, &combined, &opts)
-                .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
-        StaticCatalog::link_item(&mut item);
-        self.check(&item)?;
-        changed |= self
-            .catalog
-            .write_item(item)
-            .await
-            .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?
-            == WriteOutcome::Written;
+        let item = zarrstac_stac::netcdf::item_for_dataset(dataset_id, &files, &combined, &opts)
+            .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
+        changed |= self.publish(item).await?;
         let list =
             serde_json::to_vec_pretty(&members).map_err(|e| Failure::permanent(e.to_string()))?;
         changed |= index.put_if_changed(list).await.map_err(io)?;
@@ -302,7 +308,7 @@ impl Pipeline {
         let url = Location::parse(source)
             .map(|l| l.url)
             .unwrap_or_else(|_| source.to_string());
-        let (mut item, refs_changed, dataset) = self.build(source, true, true).await?;
+        let (item, refs_changed, dataset) = self.build(source, true, true).await?;
         let collection = item["collection"].as_str().unwrap_or_default().to_string();
         let item_id = item["id"].as_str().unwrap_or_default().to_string();
         if dataset.is_some() {
@@ -314,17 +320,11 @@ impl Pipeline {
                 url,
             });
         }
-        StaticCatalog::link_item(&mut item);
-        self.check(&item)?;
-        let written = self
-            .catalog
-            .write_item(item)
-            .await
-            .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+        let written = self.publish(item).await?;
         Ok(Ingested {
             collection,
             item_id,
-            changed: refs_changed || written == WriteOutcome::Written,
+            changed: refs_changed || written,
             dataset: None,
             url,
         })

@@ -18,7 +18,8 @@ pub struct IngestArgs {
     /// Pipeline configuration (default: ./pipeline.toml when present).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Catalog: a path or object-store URL for a static catalog.
+    /// Catalog: a path or object-store URL (static catalog), an http(s) STAC API URL or a
+    /// postgresql:// pgstac database.
     #[arg(long)]
     catalog: Option<String>,
     /// Where references are written (path or URL).
@@ -107,7 +108,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         config.run.concurrency = n;
     }
     let failed_log = FailedLog::open(&config.output.failed)?;
-    let pipeline = Pipeline::new(config)?;
+    let pipeline = Pipeline::new(config).await?;
     let sources = expand(&args.sources);
     let progress = ProgressBar::new(sources.len() as u64);
     progress.set_style(
@@ -185,25 +186,18 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut catalog_changed = false;
-    for c in &collections {
-        let outcome = pipeline
-            .catalog()
-            .refresh_collection(c)
-            .await
-            .map_err(|e| anyhow::anyhow!("updating collection {c}: {e}"))?;
-        catalog_changed |= outcome == zarrstac_catalog::WriteOutcome::Written;
-    }
+    let collections: Vec<String> = collections.into_iter().collect();
     pipeline
         .catalog()
-        .refresh_root()
+        .refresh(&collections)
         .await
-        .map_err(|e| anyhow::anyhow!("updating the root catalog: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("updating collections: {e}"))?;
+    let catalog_url = pipeline.catalog().url();
+    drop(results);
+    pipeline.close().await;
     eprintln!(
-        "summary: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections{}; catalog at {}",
+        "summary: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections; catalog at {catalog_url}",
         collections.len(),
-        if catalog_changed { " updated" } else { "" },
-        pipeline.catalog().root().url
     );
     Ok(if failed > 0 {
         ExitCode::FAILURE

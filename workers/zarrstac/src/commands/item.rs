@@ -39,7 +39,7 @@ async fn item(args: ItemArgs) -> anyhow::Result<()> {
     if args.collection.is_some() {
         config.stac.collection = args.collection.clone();
     }
-    let pipeline = Pipeline::new(config)?;
+    let pipeline = Pipeline::new(config).await?;
     let (mut item, _) = pipeline
         .build_item(&args.source, false)
         .await

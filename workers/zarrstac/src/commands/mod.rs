@@ -1,6 +1,7 @@
 pub mod combine;
 pub mod ingest;
 pub mod item;
+pub mod publish;
 pub mod refs;
 pub mod validate;
 

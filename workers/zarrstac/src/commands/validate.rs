@@ -11,7 +11,8 @@ pub struct ValidateArgs {
     files: Vec<PathBuf>,
 }
 
-fn collect(path: &PathBuf, out: &mut Vec<PathBuf>) {
+/// JSON files under `path` (itself when a file), sorted.
+pub fn collect(path: &PathBuf, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map(|r| r.flatten().map(|e| e.path()).collect())

@@ -1,0 +1,338 @@
+//! pgstac written directly: items upserted in batches through pgstac's own functions,
+//! over a pool of connections that replaces broken ones.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+use crate::collection::CollectionExtent;
+use crate::{CatalogError, CatalogSink, ItemOutcome, RetryPolicy, SinkConfig};
+
+/// How the pgstac sink reaches its database.
+#[derive(Debug, Clone)]
+pub struct PgstacConfig {
+    /// The connection URL (may hold a password: printed only through [`crate::redact`]).
+    pub url: String,
+    pub pool_size: usize,
+    pub retry: RetryPolicy,
+    pub missing_geometry: crate::MissingGeometry,
+}
+
+impl PgstacConfig {
+    pub fn from_url(url: &str, sink: &SinkConfig) -> Result<Self, CatalogError> {
+        Ok(PgstacConfig {
+            url: url.to_string(),
+            pool_size: sink.pool_size.max(1),
+            retry: sink.retry.clone(),
+            missing_geometry: sink.missing_geometry,
+        })
+    }
+}
+
+/// A pgstac database as the catalog.
+pub struct Pgstac {
+    pool: Pool,
+    shown_url: String,
+    retry: RetryPolicy,
+    missing_geometry: crate::MissingGeometry,
+}
+
+/// A database failure, judged: connection trouble, contention and an unavailable
+/// server are transient; everything the server refuses on content is not.
+#[derive(Debug)]
+struct DbFailure {
+    transient: bool,
+    message: String,
+}
+
+impl From<tokio_postgres::Error> for DbFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                let transient =
+                    ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "55P03";
+                let mut message = format!("{} ({code})", db.message());
+                if let Some(d) = db.detail() {
+                    message.push_str(&format!(": {d}"));
+                }
+                DbFailure { transient, message }
+            }
+            None => DbFailure {
+                transient: true,
+                message: crate::stac_api::error_chain(&e),
+            },
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbFailure {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => DbFailure {
+                transient: true,
+                message: crate::stac_api::error_chain(&other),
+            },
+        }
+    }
+}
+
+impl Pgstac {
+    fn config_missing_geometry(&self) -> crate::MissingGeometry {
+        self.missing_geometry
+    }
+
+    /// Opens the pool and checks that the database has pgstac.
+    pub async fn connect(config: PgstacConfig) -> Result<Self, CatalogError> {
+        let shown_url = crate::redact(&config.url);
+        let mut pg: tokio_postgres::Config =
+            config
+                .url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| CatalogError::Config {
+                    url: shown_url.clone(),
+                    reason: e.to_string(),
+                })?;
+        // pgstac's functions call each other unqualified.
+        if pg.get_options().is_none() {
+            pg.options("-c search_path=pgstac,public");
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("zarrstac");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| CatalogError::Config {
+                url: shown_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let sink = Pgstac {
+            pool,
+            shown_url,
+            retry: config.retry,
+            missing_geometry: config.missing_geometry,
+        };
+        let version: String = sink
+            .with_retry("checking pgstac", |client| async move {
+                let row = client.query_one("SELECT pgstac.get_version()", &[]).await?;
+                Ok(row.get(0))
+            })
+            .await
+            .map_err(|e| match e {
+                CatalogError::Refused(m) => CatalogError::Config {
+                    url: sink.shown_url.clone(),
+                    reason: format!("no usable pgstac schema ({m}); run `pypgstac migrate` on it"),
+                },
+                other => other,
+            })?;
+        tracing::info!("pgstac {version} at {}", sink.shown_url);
+        Ok(sink)
+    }
+
+    /// Runs `op` on a pooled connection, retrying transient failures per the policy.
+    async fn with_retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T, CatalogError>
+    where
+        F: Fn(deadpool_postgres::Object) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbFailure>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match self.pool.get().await {
+                Ok(client) => op(client).await,
+                Err(e) => Err(DbFailure::from(e)),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(f) if !f.transient => {
+                    return Err(CatalogError::Refused(format!("{what}: {}", f.message)));
+                }
+                Err(f) if attempt >= self.retry.attempts.max(1) => {
+                    return Err(CatalogError::Unavailable(format!(
+                        "{}: {what}: {} (after {attempt} attempts)",
+                        self.shown_url, f.message
+                    )));
+                }
+                Err(f) => {
+                    let delay = self.retry.backoff(attempt);
+                    tracing::warn!(
+                        "{}: {what}: {}; retrying in {delay:?}",
+                        self.shown_url,
+                        f.message
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Creates a collection from its first items unless it exists.
+    async fn ensure_collection(&self, id: &str, items: &[&Value]) -> Result<(), CatalogError> {
+        let mut extent = CollectionExtent::default();
+        items.iter().for_each(|i| extent.add_item(i));
+        let doc = extent.to_collection(id, vec![]);
+        self.with_retry(&format!("creating collection {id}"), |client| {
+            let doc = doc.clone();
+            async move {
+                let exists = client
+                    .query_opt("SELECT 1 FROM pgstac.collections WHERE id = $1", &[&id])
+                    .await?
+                    .is_some();
+                if !exists {
+                    match client
+                        .execute("SELECT pgstac.create_collection($1::jsonb)", &[&doc])
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Another worker created it first.
+                        Err(e)
+                            if e.code()
+                                == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Grows a collection's extent (computed by pgstac over all its items) and summaries
+    /// (merged with the new items), in one transaction so concurrent workers do not lose
+    /// each other's values.
+    async fn update_collection(&self, id: &str, items: &[&Value]) -> Result<(), CatalogError> {
+        let mut added = CollectionExtent::default();
+        items.iter().for_each(|i| added.add_item(i));
+        self.with_retry(&format!("updating collection {id}"), |mut client| {
+            let added = added.clone();
+            async move {
+                let tx = client.transaction().await?;
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT content FROM pgstac.collections WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let current: Value = row.get(0);
+                let computed: Option<Value> = tx
+                    .query_one("SELECT pgstac.collection_extent($1, true)", &[&id])
+                    .await?
+                    .get(0);
+                let mut extent = added;
+                extent.add_collection(&current);
+                let mut doc = current.clone();
+                let fresh = extent.to_collection(id, vec![]);
+                doc["extent"] = computed.unwrap_or_else(|| fresh["extent"].clone());
+                if !fresh["summaries"].is_null() {
+                    doc["summaries"] = fresh["summaries"].clone();
+                }
+                if doc != current {
+                    tx.execute("SELECT pgstac.update_collection($1::jsonb)", &[&doc])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogSink for Pgstac {
+    fn url(&self) -> String {
+        self.shown_url.clone()
+    }
+
+    fn prepare_item(&self, item: &mut Value) {
+        crate::prepare_for_database(item, self.config_missing_geometry());
+    }
+
+    async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError> {
+        let mut outcomes = vec![ItemOutcome::Unchanged; items.len()];
+        let mut by_collection: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, item) in items.iter().enumerate() {
+            match (item["collection"].as_str(), crate::unstorable(item)) {
+                (_, Some(reason)) => outcomes[k] = ItemOutcome::Rejected(reason),
+                (Some(c), None) => by_collection.entry(c.to_string()).or_default().push(k),
+                (None, None) => {
+                    outcomes[k] = ItemOutcome::Rejected("item has no collection".into())
+                }
+            }
+        }
+        for (collection, idx) in &by_collection {
+            let batch: Vec<&Value> = idx.iter().map(|&k| &items[k]).collect();
+            self.ensure_collection(collection, &batch).await?;
+        }
+        let all: Vec<usize> = by_collection.values().flatten().copied().collect();
+        let array = Value::Array(all.iter().map(|&k| items[k].clone()).collect());
+        let bulk = self
+            .with_retry("upserting items", |client| {
+                let array = &array;
+                async move {
+                    client
+                        .execute("SELECT pgstac.upsert_items($1::jsonb)", &[array])
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await;
+        match bulk {
+            Ok(()) => all.iter().for_each(|&k| outcomes[k] = ItemOutcome::Written),
+            Err(e) if e.is_transient() => return Err(e),
+            // The batch failed as a whole on some item's content: find which, one by one.
+            Err(e) => {
+                tracing::info!(
+                    "batch of {} items refused ({e}); upserting one by one",
+                    all.len()
+                );
+                for &k in &all {
+                    let item = &items[k];
+                    let one = self
+                        .with_retry("upserting an item", |client| async move {
+                            client
+                                .execute("SELECT pgstac.upsert_item($1::jsonb)", &[item])
+                                .await?;
+                            Ok(())
+                        })
+                        .await;
+                    outcomes[k] = match one {
+                        Ok(()) => ItemOutcome::Written,
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => ItemOutcome::Rejected(e.to_string()),
+                    };
+                }
+            }
+        }
+        for (collection, idx) in &by_collection {
+            let written: Vec<&Value> = idx
+                .iter()
+                .filter(|&&k| outcomes[k] == ItemOutcome::Written)
+                .map(|&k| &items[k])
+                .collect();
+            if !written.is_empty() {
+                self.update_collection(collection, &written).await?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn refresh(&self, _collections: &[String]) -> Result<(), CatalogError> {
+        // Extents and summaries grow with every batch.
+        Ok(())
+    }
+}

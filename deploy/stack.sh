@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Starts and stops the zarrstac stack on one machine, for real: a Kafka-protocol broker
+# (tansu), the catalog (PostgreSQL + PostGIS + pgstac behind stac-fastapi-pgstac) and N
+# `zarrstac worker` processes. The project's tests drive the stack with this script.
+#
+#   deploy/stack.sh up [--workers N]        everything (workers default 0)
+#   deploy/stack.sh start broker|catalog|api|workers [N]
+#   deploy/stack.sh stop  broker|catalog|api|workers|all
+#   deploy/stack.sh down                     stop everything this script started
+#   deploy/stack.sh status | env
+#
+# Settings (environment; defaults suit one machine):
+#   ZARRSTAC_STACK_DIR   state: pid files, logs              (.cache/stack in the repository)
+#   ZARRSTAC_VENV        Python venv with pypgstac, stac-fastapi-pgstac, uvicorn (.cache/venv)
+#   ZARRSTAC_BIN         the zarrstac binary                  (zarrstac on PATH)
+#   PGHOST PGPORT PGUSER PGPASSWORD   the PostgreSQL server   (127.0.0.1 5432 postgres -)
+#   STACK_DB             pgstac database                      (zarrstac)
+#   STACK_BROKER_PORT    broker port                          (9092)
+#   STACK_BROKER_STORAGE memory | postgres (durable: survives a broker restart) (postgres)
+#   STACK_API_PORT       STAC API port                        (8082)
+#   STACK_WORKER_CONFIG  pipeline.toml for the workers        (deploy/worker.toml)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+STATE=${ZARRSTAC_STACK_DIR:-$REPO/.cache/stack}
+VENV=${ZARRSTAC_VENV:-$REPO/.cache/venv}
+BIN=${ZARRSTAC_BIN:-zarrstac}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+DB=${STACK_DB:-zarrstac}
+BROKER_PORT=${STACK_BROKER_PORT:-9092}
+BROKER_STORAGE=${STACK_BROKER_STORAGE:-postgres}
+API_PORT=${STACK_API_PORT:-8082}
+WORKER_CONFIG=${STACK_WORKER_CONFIG:-$HERE/worker.toml}
+mkdir -p "$STATE"
+
+say() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+pg_url() {  # pg_url DB
+    local auth=$PGUSER
+    [ -n "${PGPASSWORD:-}" ] && auth="$PGUSER:$PGPASSWORD"
+    printf 'postgresql://%s@%s:%s/%s' "$auth" "$PGHOST" "$PGPORT" "$1"
+}
+
+running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+
+launch() {  # launch NAME COMMAND...: in the background, its own process group, logged
+    local name=$1
+    shift
+    running "$name" && { say "$name already running"; return; }
+    setsid "$@" >>"$STATE/$name.log" 2>&1 </dev/null &
+    echo $! >"$STATE/$name.pid"
+}
+
+halt() {  # halt NAME [SIGNAL]: stop a launched process group and wait for it
+    local name=$1 sig=${2:-TERM} pid i
+    [ -f "$STATE/$name.pid" ] || return 0
+    pid=$(cat "$STATE/$name.pid")
+    kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$STATE/$name.pid"
+}
+
+wait_port() {  # wait_port PORT WHAT
+    local i
+    for i in $(seq 1 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$2 did not open port $1 (log: $STATE)"
+}
+
+psql_admin() { psql -v ON_ERROR_STOP=1 -qAt -d postgres "$@"; }
+
+ensure_db() {  # ensure_DB NAME: create unless it exists
+    if [ -z "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" ]; then
+        psql_admin -c "CREATE DATABASE \"$1\""
+    fi
+}
+
+start_catalog() {  # the pgstac database, migrated
+    command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
+    psql_admin -c 'SELECT 1' >/dev/null || die "PostgreSQL is not reachable at $PGHOST:$PGPORT"
+    ensure_db "$DB"
+    psql -v ON_ERROR_STOP=1 -qAt -d "$DB" \
+        -c 'CREATE EXTENSION IF NOT EXISTS postgis' \
+        -c 'CREATE EXTENSION IF NOT EXISTS btree_gist' \
+        -c 'CREATE EXTENSION IF NOT EXISTS unaccent'
+    "$VENV/bin/pypgstac" migrate --dsn "$(pg_url "$DB")" >/dev/null
+    say "pgstac ready: $(pg_url "$DB" | sed 's/:[^:@]*@/:***@/')"
+}
+
+start_api() {
+    running api && { say "api already running"; return; }
+    local pass=${PGPASSWORD:-}
+    launch api env POSTGRES_USER="$PGUSER" POSTGRES_PASS="$pass" \
+        POSTGRES_HOST_READER="$PGHOST" POSTGRES_HOST_WRITER="$PGHOST" POSTGRES_PORT="$PGPORT" \
+        POSTGRES_DBNAME="$DB" PGDATABASE="$DB" PGPASSWORD="$pass" \
+        ENABLE_TRANSACTIONS_EXTENSIONS=TRUE \
+        "$VENV/bin/uvicorn" stac_fastapi.pgstac.app:create_app --factory \
+        --host 127.0.0.1 --port "$API_PORT"
+    wait_port "$API_PORT" "stac-fastapi-pgstac"
+    say "STAC API at http://127.0.0.1:$API_PORT"
+}
+
+start_broker() {
+    running broker && { say "broker already running"; return; }
+    command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore,postgres"
+    local storage="memory://tansu/"
+    if [ "$BROKER_STORAGE" = postgres ]; then
+        ensure_db "${DB}_broker"
+        storage=$(pg_url "${DB}_broker")
+    fi
+    launch broker tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine "$storage"
+    wait_port "$BROKER_PORT" "tansu"
+    say "broker at 127.0.0.1:$BROKER_PORT ($BROKER_STORAGE storage)"
+}
+
+start_workers() {
+    local n=${1:-1} k
+    for k in $(seq 1 "$n"); do
+        launch "worker-$k" env ZARRSTAC_WORKER__BROKERS="127.0.0.1:$BROKER_PORT" \
+            ZARRSTAC_WORKER__METRICS_ADDR="127.0.0.1:$((9100 + k))" \
+            "$BIN" worker --config "$WORKER_CONFIG"
+    done
+    say "$n worker(s) started (metrics on 127.0.0.1:9101..)"
+}
+
+stop_workers() {
+    local f
+    for f in "$STATE"/worker-*.pid; do
+        [ -e "$f" ] || continue
+        halt "$(basename "$f" .pid)"
+    done
+}
+
+cmd=${1:-status}
+shift || true
+case "$cmd" in
+    up)
+        workers=0
+        [ "${1:-}" = --workers ] && workers=${2:-1}
+        start_catalog
+        start_api
+        start_broker
+        [ "$workers" -gt 0 ] && start_workers "$workers"
+        ;;
+    start)
+        case "${1:-}" in
+            broker) start_broker ;;
+            catalog) start_catalog ;;
+            api) start_api ;;
+            workers) start_workers "${2:-1}" ;;
+            *) die "start what? broker, catalog, api or workers N" ;;
+        esac
+        ;;
+    stop)
+        case "${1:-}" in
+            broker) halt broker ;;
+            api) halt api ;;
+            workers) stop_workers ;;
+            catalog) halt api ;;
+            all) stop_workers; halt api; halt broker ;;
+            *) die "stop what? broker, api, workers or all" ;;
+        esac
+        ;;
+    down) stop_workers; halt api; halt broker ;;
+    status)
+        for f in "$STATE"/*.pid; do
+            [ -e "$f" ] || continue
+            n=$(basename "$f" .pid)
+            if running "$n"; then echo "$n running (pid $(cat "$f"))"; else echo "$n stopped"; fi
+        done
+        ;;
+    env)
+        echo "ZARRSTAC_TEST_BROKERS=127.0.0.1:$BROKER_PORT"
+        echo "ZARRSTAC_TEST_API=http://127.0.0.1:$API_PORT"
+        echo "ZARRSTAC_TEST_PGSTAC=$(pg_url "$DB")"
+        ;;
+    *) die "unknown command $cmd (up, start, stop, down, status, env)" ;;
+esac
