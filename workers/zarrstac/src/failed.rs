@@ -8,13 +8,71 @@ use tokio::sync::Mutex;
 
 use crate::pipeline::ErrorClass;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FailedRecord {
     pub source: String,
     pub error_class: String,
     pub message: String,
     pub time: String,
     pub attempt: u32,
+}
+
+impl FailedRecord {
+    /// Whether the record passes replay's filters.
+    pub fn selected(&self, filter: &ReplayFilter) -> bool {
+        let time = chrono::DateTime::parse_from_rfc3339(&self.time).ok();
+        filter
+            .error_class
+            .as_ref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(&self.error_class))
+            && filter
+                .glob
+                .as_ref()
+                .is_none_or(|g| g.is_match(&self.source))
+            && filter.since.is_none_or(|s| time.is_some_and(|t| t >= s))
+            && filter.until.is_none_or(|u| time.is_some_and(|t| t < u))
+    }
+}
+
+/// Which dead-letter records `replay` moves back.
+#[derive(Debug, Default)]
+pub struct ReplayFilter {
+    pub error_class: Option<String>,
+    pub glob: Option<globset::GlobMatcher>,
+    pub since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub until: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+/// Every record of a dead-letter file, in order (none when it does not exist).
+pub fn read_records(path: &str) -> anyhow::Result<Vec<FailedRecord>> {
+    let path = path.strip_prefix("file://").unwrap_or(path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("{path}: {e}"),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(k, l)| {
+            serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{path} line {}: {e}", k + 1))
+        })
+        .collect()
+}
+
+/// Replaces a dead-letter file's records at once (write aside, then rename), so a crash
+/// leaves either the old or the new list, never half of one.
+pub fn write_records(path: &str, records: &[FailedRecord]) -> anyhow::Result<()> {
+    let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+    let aside = path.with_extension("jsonl.tmp");
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    std::fs::write(&aside, text)?;
+    std::fs::rename(&aside, &path)?;
+    Ok(())
 }
 
 /// Appends failure records, once per (source, class, message): re-running on the same

@@ -40,6 +40,8 @@ enum Command {
     Item(commands::item::ItemArgs),
     /// Upsert existing STAC items (files, ndjson, a static catalog) into a catalog.
     Publish(commands::publish::PublishArgs),
+    /// Run failed sources again: the dead-letter file of the embedded pipeline.
+    Replay(commands::replay::ReplayArgs),
     /// Validate STAC items, collections and catalogs offline against the vendored schemas.
     Validate(commands::validate::ValidateArgs),
 }
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::Item(args) => commands::item::run(args).await,
             Command::Validate(args) => commands::validate::run(args),
             Command::Publish(args) => commands::publish::run(args).await,
+            Command::Replay(args) => commands::replay::run(args).await,
         }
     })
 }

@@ -110,6 +110,30 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let failed_log = FailedLog::open(&config.output.failed)?;
     let pipeline = Pipeline::new(config).await?;
     let sources = expand(&args.sources);
+    let outcome = run_sources(pipeline, sources, &failed_log).await?;
+    Ok(if outcome.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What a run over many sources did.
+pub struct RunSummary {
+    pub failed: u64,
+    /// URLs of the sources that failed (recorded in the dead-letter file).
+    pub failed_urls: BTreeSet<String>,
+}
+
+/// Runs the pipeline over `sources` with bounded concurrency and a progress bar: files of
+/// multi-file datasets are combined once all are in, failures go to the dead-letter
+/// file, collections are refreshed, and a summary line is printed.
+pub async fn run_sources(
+    pipeline: Pipeline,
+    sources: Vec<String>,
+    failed_log: &FailedLog,
+) -> anyhow::Result<RunSummary> {
+    let mut failed_urls = BTreeSet::new();
     let progress = ProgressBar::new(sources.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -159,6 +183,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     .map(|l| l.url)
                     .unwrap_or(source.clone());
                 failed_log.record(&url, f.class, &f.message).await?;
+                failed_urls.insert(url);
             }
         }
     }
@@ -182,6 +207,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     failed += 1;
                     eprintln!("error: {}: {}", m.source, f.message);
                     failed_log.record(&m.url, f.class, &f.message).await?;
+                    failed_urls.insert(m.url.clone());
                 }
             }
         }
@@ -199,9 +225,8 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         "summary: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections; catalog at {catalog_url}",
         collections.len(),
     );
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    Ok(RunSummary {
+        failed,
+        failed_urls,
     })
 }

@@ -3,6 +3,7 @@ pub mod ingest;
 pub mod item;
 pub mod publish;
 pub mod refs;
+pub mod replay;
 pub mod validate;
 
 /// Adds the store link and group asset of a references URL to an item built without one.

@@ -1,0 +1,158 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::PipelineConfig;
+use crate::failed::{FailedLog, FailedRecord, ReplayFilter, read_records, write_records};
+use crate::pipeline::Pipeline;
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Pipeline configuration (default: ./pipeline.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The dead-letter file (default: output.failed of the configuration).
+    #[arg(long)]
+    failed: Option<String>,
+    /// Only records of this error class (transient, permanent).
+    #[arg(long)]
+    error_class: Option<String>,
+    /// Only sources whose URL matches this glob (e.g. 's3://bucket/cmip6/**').
+    #[arg(long = "match")]
+    glob: Option<String>,
+    /// Only records that failed at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records that failed before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Show what would be replayed and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Catalog (overrides the configuration).
+    #[arg(long)]
+    catalog: Option<String>,
+    /// Where references are written (overrides the configuration).
+    #[arg(long)]
+    refs_root: Option<String>,
+}
+
+fn parse_time(flag: &str, t: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::FixedOffset>>> {
+    t.as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| anyhow::anyhow!("--{flag} {t}: not an RFC 3339 time: {e}"))
+        })
+        .transpose()
+}
+
+impl ReplayArgs {
+    pub fn filter(&self) -> anyhow::Result<ReplayFilter> {
+        Ok(ReplayFilter {
+            error_class: self.error_class.clone(),
+            glob: self
+                .glob
+                .as_deref()
+                .map(|g| {
+                    globset::Glob::new(g)
+                        .map(|g| g.compile_matcher())
+                        .map_err(|e| anyhow::anyhow!("--match {g}: {e}"))
+                })
+                .transpose()?,
+            since: parse_time("since", &self.since)?,
+            until: parse_time("until", &self.until)?,
+        })
+    }
+}
+
+pub async fn run(args: ReplayArgs) -> ExitCode {
+    match replay(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Replays the embedded pipeline's dead-letter file: the selected sources run again;
+/// those that now succeed leave the file, those that fail again stay with their attempt
+/// count raised and the new reason.
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    if let Some(f) = &args.failed {
+        config.output.failed = f.clone();
+    }
+    if let Some(c) = &args.catalog {
+        config.output.catalog = c.clone();
+    }
+    if let Some(r) = &args.refs_root {
+        config.output.refs_root = r.clone();
+    }
+    let filter = args.filter()?;
+    let path = config.output.failed.clone();
+    let records = read_records(&path)?;
+    let mut chosen: Vec<&FailedRecord> = records.iter().filter(|r| r.selected(&filter)).collect();
+    if let Some(n) = args.limit {
+        chosen.truncate(n);
+    }
+    if args.dry_run {
+        for r in &chosen {
+            println!("{}\t{}\tattempt {}\t{}", r.source, r.error_class, r.attempt, r.message);
+        }
+        eprintln!(
+            "summary: {} of {} records would be replayed (dry run)",
+            chosen.len(),
+            records.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if chosen.is_empty() {
+        eprintln!("summary: nothing to replay ({} records in {path})", records.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Failures of this run go to a file of their own, merged below.
+    let scratch = format!("{}.replay", path.strip_prefix("file://").unwrap_or(&path));
+    let _ = std::fs::remove_file(&scratch);
+    let scratch_log = FailedLog::open(&scratch)?;
+    let sources: Vec<String> = chosen.iter().map(|r| r.source.clone()).collect();
+    let pipeline = Pipeline::new(config).await?;
+    let summary = super::ingest::run_sources(pipeline, sources.clone(), &scratch_log).await?;
+    let again = read_records(&scratch)?;
+    let chosen_sources: std::collections::BTreeSet<&str> =
+        chosen.iter().map(|r| r.source.as_str()).collect();
+    let mut kept: Vec<FailedRecord> = Vec::new();
+    for r in &records {
+        if !chosen_sources.contains(r.source.as_str()) {
+            kept.push(r.clone());
+        }
+    }
+    for mut r in again {
+        let before = records
+            .iter()
+            .filter(|o| o.source == r.source)
+            .map(|o| o.attempt)
+            .max()
+            .unwrap_or(0);
+        r.attempt = before + 1;
+        kept.push(r);
+    }
+    write_records(&path, &kept)?;
+    let _ = std::fs::remove_file(&scratch);
+    eprintln!(
+        "replay: {} moved back, {} landed, {} failed again; {} records left in {path}",
+        sources.len(),
+        sources.len() as u64 - summary.failed_urls.len() as u64,
+        summary.failed_urls.len(),
+        kept.len()
+    );
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
