@@ -108,13 +108,26 @@ start_api() {
     say "STAC API at http://127.0.0.1:$API_PORT"
 }
 
+init_broker_schema() {  # tansu's PostgreSQL tables, from the DDL its storage crate ships
+    [ -n "$(psql -qAt -d "$1" -c "SELECT to_regclass('public.cluster')")" ] && return
+    local version ddl f
+    version=$(tansu --version 2>/dev/null | awk '{print $NF}')
+    ddl=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tansu-storage-$version"/src/ddl 2>/dev/null | head -1)
+    [ -d "$ddl" ] || die "no DDL of tansu-storage $version in the cargo registry (reinstall tansu with cargo install)"
+    for f in "$ddl"/*.sql; do
+        psql -v ON_ERROR_STOP=1 -qAt -d "$1" -f "$f" >/dev/null
+    done
+    say "tansu schema created in $1"
+}
+
 start_broker() {
     running broker && { say "broker already running"; return; }
     command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore,postgres"
     local storage="memory://tansu/"
     if [ "$BROKER_STORAGE" = postgres ]; then
         ensure_db "${DB}_broker"
-        storage=$(pg_url "${DB}_broker")
+        init_broker_schema "${DB}_broker"
+        storage="$(pg_url "${DB}_broker")?sslmode=disable"
     fi
     launch broker tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine "$storage"

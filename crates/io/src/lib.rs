@@ -13,7 +13,7 @@ mod retry;
 
 pub use blocking::{BlockingReader, BlockingReaderConfig};
 pub use location::{Location, LocationError};
-pub use reader::{RangeReader, ReadStats};
+pub use reader::{RangeReader, ReadStats, total_bytes_read};
 pub use retry::RetryPolicy;
 
 /// Errors of reading from an object store.

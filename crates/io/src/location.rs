@@ -148,6 +148,32 @@ impl Location {
             .unwrap_or(&self.url)
     }
 
+    /// The URL of an object listed under this location (its store path), with each path
+    /// segment escaped as URLs need it.
+    pub fn url_of(&self, object: &Path) -> String {
+        const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+            .add(b' ')
+            .add(b'"')
+            .add(b'#')
+            .add(b'%')
+            .add(b'<')
+            .add(b'>')
+            .add(b'?')
+            .add(b'`')
+            .add(b'{')
+            .add(b'}');
+        let full = object.as_ref();
+        let rel = full
+            .strip_prefix(self.path.as_ref())
+            .unwrap_or(full)
+            .trim_start_matches('/');
+        let escaped: Vec<String> = rel
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        format!("{}/{}", self.url.trim_end_matches('/'), escaped.join("/"))
+    }
+
     /// A location for `name` inside this one, taken as a directory.
     pub fn join(&self, name: &str) -> Location {
         let mut path = self.path.clone();

@@ -18,6 +18,7 @@ impl ReadStats {
     pub fn record(&self, bytes: u64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        TOTAL_BYTES_READ.fetch_add(bytes, Ordering::Relaxed);
     }
     /// Range requests made so far.
     pub fn requests(&self) -> u64 {
@@ -27,6 +28,14 @@ impl ReadStats {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+}
+
+/// Bytes read by every reader of the process (for metrics).
+static TOTAL_BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes read from sources by this process so far.
+pub fn total_bytes_read() -> u64 {
+    TOTAL_BYTES_READ.load(Ordering::Relaxed)
 }
 
 /// Reads byte ranges of one object, counting requests and bytes.

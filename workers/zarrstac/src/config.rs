@@ -17,6 +17,66 @@ pub struct PipelineConfig {
     pub stac: StacConfig,
     pub datasets: DatasetsConfig,
     pub run: RunConfig,
+    /// The queue-driven worker, backfill and replay.
+    pub worker: WorkerConfig,
+}
+
+/// `zarrstac worker`, `backfill` and `replay` on Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Kafka bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topic of ingestion requests and object-store events.
+    pub topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    pub group_id: String,
+    /// Partitions of topics the worker creates when they are missing.
+    pub partitions: i32,
+    /// Address of /metrics and /healthz.
+    pub metrics_addr: String,
+    /// Seconds in-flight messages may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_s: u64,
+    /// Retries of a message whose failure is transient, before the dead-letter topic.
+    pub retry: zarrstac_io::RetryPolicy,
+    /// Log lines as JSON objects.
+    pub json_logs: bool,
+    /// Backfills run by the worker on a schedule.
+    pub schedule: Vec<ScheduledBackfill>,
+}
+
+/// A backfill `worker` runs periodically.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduledBackfill {
+    /// Cron expression (5 fields, UTC), e.g. "0 3 * * *".
+    pub cron: String,
+    /// Prefix listed.
+    pub prefix: String,
+    /// Glob the object URLs must match.
+    #[serde(default, rename = "match")]
+    pub glob: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "zarrstac-ingest".into(),
+            dlq_topic: "zarrstac-ingest-dlq".into(),
+            group_id: "zarrstac".into(),
+            partitions: 4,
+            metrics_addr: "127.0.0.1:9100".into(),
+            shutdown_grace_s: 30,
+            retry: zarrstac_io::RetryPolicy {
+                attempts: 3,
+                initial_backoff_ms: 500,
+                max_backoff_ms: 10_000,
+            },
+            json_logs: false,
+            schedule: Vec::new(),
+        }
+    }
 }
 
 /// How files are grouped into multi-file datasets.

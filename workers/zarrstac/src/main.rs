@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod failed;
 mod pipeline;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume ingestion requests and object-store events from Kafka (a consumer group).
+    Worker(commands::worker::WorkerArgs),
+    /// List a prefix of an object store and enqueue (or, with --inline, ingest) every object.
+    Backfill(commands::backfill::BackfillArgs),
     /// Ingest sources: references, validated STAC items and a static catalog (the embedded pipeline).
     Ingest(commands::ingest::IngestArgs),
     /// Write kerchunk JSON references for NetCDF-3, NetCDF-4 or HDF5 files.
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Worker(args) => commands::worker::run(args).await,
+            Command::Backfill(args) => commands::backfill::run(args).await,
             Command::Refs(args) => commands::refs::run(args).await,
             Command::Combine(args) => commands::combine::run(args).await,
             Command::Item(args) => commands::item::run(args).await,

@@ -160,7 +160,7 @@ impl Pipeline {
         source: &str,
         write_refs: bool,
     ) -> Result<(Value, bool), Failure> {
-        self.build(source, write_refs, false)
+        self.build(source, write_refs, false, None)
             .await
             .map(|(item, changed, _)| (item, changed))
     }
@@ -173,14 +173,18 @@ impl Pipeline {
         source: &str,
         write_refs: bool,
         group_datasets: bool,
+        collection: Option<&str>,
     ) -> Result<(Value, bool, Option<String>), Failure> {
+        let configured = collection
+            .map(str::to_string)
+            .or_else(|| self.config.stac.collection.clone());
         let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
         if zarrstac_formats::zarr::is_zarr_store(&location).await {
             let dataset = zarrstac_formats::zarr::scan_zarr(location)
                 .await
                 .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
             let opts = ItemOptions {
-                collection: self.config.stac.collection.clone(),
+                collection: configured.clone(),
                 store_style: self.style.clone(),
                 ..ItemOptions::default()
             };
@@ -189,12 +193,7 @@ impl Pipeline {
             return Ok((item, false, None));
         }
         let (dataset, reader) = self.scan_file(location).await?;
-        let collection = self
-            .config
-            .stac
-            .collection
-            .clone()
-            .unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
+        let collection = configured.unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
         let id = zarrstac_stac::netcdf::item_id(&dataset);
         let refs = self.refs_root.join(&format!("{collection}/{id}.json"));
         let mut changed = false;
@@ -234,6 +233,12 @@ impl Pipeline {
     /// recorded before plus `new_members`): combined references and one dataset item.
     /// Members are kept sorted and re-read, so the result does not depend on the order in
     /// which files arrived. Returns whether anything changed.
+    ///
+    /// Each member is recorded as an object of its own under
+    /// `<refs>/<collection>/<dataset>.members/`, so workers adding files of one dataset at
+    /// once never overwrite each other's records; after writing the item the members are
+    /// listed again and the item rebuilt if another worker added one meanwhile, so the
+    /// last item written holds every member.
     pub async fn rebuild_dataset(
         &self,
         collection: &str,
@@ -241,25 +246,66 @@ impl Pipeline {
         new_members: &[String],
     ) -> Result<bool, Failure> {
         let io = |e: zarrstac_io::IoError| Failure::classify(e.is_transient(), e.to_string());
-        let index = self
+        let folder = self
             .refs_root
-            .join(&format!("{collection}/{dataset_id}.members.json"));
-        let mut members: std::collections::BTreeSet<String> =
-            match index.store.get(&index.path).await {
-                Ok(r) => {
-                    let bytes = r
-                        .bytes()
-                        .await
-                        .map_err(|e| Failure::classify(true, e.to_string()))?;
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| Failure::permanent(format!("{}: {e}", index.url)))?
-                }
-                Err(object_store::Error::NotFound { .. }) => Default::default(),
-                Err(e) => return Err(Failure::classify(true, format!("{}: {e}", index.url))),
-            };
-        members.extend(new_members.iter().cloned());
+            .join(&format!("{collection}/{dataset_id}.members"));
+        for m in new_members {
+            let record = folder.join(&format!("{:016x}.json", fnv1a(m.as_bytes())));
+            let body = serde_json::to_vec(m).map_err(|e| Failure::permanent(e.to_string()))?;
+            record.put_if_changed(body).await.map_err(io)?;
+        }
+        let mut changed = false;
+        let mut members = self.list_members(&folder).await?;
+        loop {
+            changed |= self.write_dataset(collection, dataset_id, &members).await?;
+            let now = self.list_members(&folder).await?;
+            if now == members {
+                return Ok(changed);
+            }
+            members = now;
+        }
+    }
+
+    async fn list_members(
+        &self,
+        folder: &Location,
+    ) -> Result<std::collections::BTreeSet<String>, Failure> {
+        use futures::TryStreamExt;
+        let transient =
+            |e: object_store::Error| Failure::classify(true, format!("{}: {e}", folder.url));
+        let listed: Vec<object_store::ObjectMeta> = folder
+            .store
+            .list(Some(&folder.path))
+            .try_collect()
+            .await
+            .map_err(transient)?;
+        let mut members = std::collections::BTreeSet::new();
+        for meta in listed {
+            let bytes = folder
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(transient)?
+                .bytes()
+                .await
+                .map_err(transient)?;
+            let url: String = serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::permanent(format!("{}: {e}", meta.location)))?;
+            members.insert(url);
+        }
+        Ok(members)
+    }
+
+    /// Combined references and the dataset item for the given members.
+    async fn write_dataset(
+        &self,
+        collection: &str,
+        dataset_id: &str,
+        members: &std::collections::BTreeSet<String>,
+    ) -> Result<bool, Failure> {
+        let io = |e: zarrstac_io::IoError| Failure::classify(e.is_transient(), e.to_string());
         let mut files = Vec::with_capacity(members.len());
-        for m in &members {
+        for m in members {
             let location = Location::parse(m).map_err(|e| Failure::permanent(e.to_string()))?;
             files.push(self.scan_file(location).await?.0);
         }
@@ -281,9 +327,6 @@ impl Pipeline {
         let item = zarrstac_stac::netcdf::item_for_dataset(dataset_id, &files, &combined, &opts)
             .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
         changed |= self.publish(item).await?;
-        let list =
-            serde_json::to_vec_pretty(&members).map_err(|e| Failure::permanent(e.to_string()))?;
-        changed |= index.put_if_changed(list).await.map_err(io)?;
         Ok(changed)
     }
 
@@ -305,10 +348,20 @@ impl Pipeline {
     /// Runs every stage for one source. A file of a multi-file dataset gets its references
     /// written and is reported with its dataset; its item is the dataset's.
     pub async fn ingest(&self, source: &str) -> Result<Ingested, Failure> {
+        self.ingest_into(source, None).await
+    }
+
+    /// [`Pipeline::ingest`] with the collection chosen by the request (else configured or
+    /// by dataset family).
+    pub async fn ingest_into(
+        &self,
+        source: &str,
+        collection: Option<&str>,
+    ) -> Result<Ingested, Failure> {
         let url = Location::parse(source)
             .map(|l| l.url)
             .unwrap_or_else(|_| source.to_string());
-        let (item, refs_changed, dataset) = self.build(source, true, true).await?;
+        let (item, refs_changed, dataset) = self.build(source, true, true, collection).await?;
         let collection = item["collection"].as_str().unwrap_or_default().to_string();
         let item_id = item["id"].as_str().unwrap_or_default().to_string();
         if dataset.is_some() {
@@ -329,4 +382,11 @@ impl Pipeline {
             url,
         })
     }
+}
+
+/// FNV-1a: a stable short name for a member's record (its URL may be too long for one).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -110,7 +110,8 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let failed_log = FailedLog::open(&config.output.failed)?;
     let pipeline = Pipeline::new(config).await?;
     let sources = expand(&args.sources);
-    let outcome = run_sources(pipeline, sources, &failed_log).await?;
+    let outcome = run_sources(&pipeline, sources, &failed_log, "summary").await?;
+    pipeline.close().await;
     Ok(if outcome.failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -129,9 +130,10 @@ pub struct RunSummary {
 /// multi-file datasets are combined once all are in, failures go to the dead-letter
 /// file, collections are refreshed, and a summary line is printed.
 pub async fn run_sources(
-    pipeline: Pipeline,
+    pipeline: &Pipeline,
     sources: Vec<String>,
     failed_log: &FailedLog,
+    label: &str,
 ) -> anyhow::Result<RunSummary> {
     let mut failed_urls = BTreeSet::new();
     let progress = ProgressBar::new(sources.len() as u64);
@@ -139,7 +141,7 @@ pub async fn run_sources(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let pipeline_ref = &pipeline;
+    let pipeline_ref = pipeline;
     let mut results = futures::stream::iter(sources.iter().cloned())
         .map(|source| async move {
             let r = pipeline_ref.ingest(&source).await;
@@ -220,9 +222,8 @@ pub async fn run_sources(
         .map_err(|e| anyhow::anyhow!("updating collections: {e}"))?;
     let catalog_url = pipeline.catalog().url();
     drop(results);
-    pipeline.close().await;
     eprintln!(
-        "summary: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections; catalog at {catalog_url}",
+        "{label}: {ingested} ingested, {failed} failed, {unchanged} skipped (unchanged); {} collections; catalog at {catalog_url}",
         collections.len(),
     );
     Ok(RunSummary {

@@ -1,3 +1,4 @@
+pub mod backfill;
 pub mod combine;
 pub mod ingest;
 pub mod item;
@@ -5,6 +6,7 @@ pub mod publish;
 pub mod refs;
 pub mod replay;
 pub mod validate;
+pub mod worker;
 
 /// Adds the store link and group asset of a references URL to an item built without one.
 pub fn add_store(item: &mut serde_json::Value, refs: &str, style: &str) {

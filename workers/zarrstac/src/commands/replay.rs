@@ -33,6 +33,16 @@ pub struct ReplayArgs {
     /// Show what would be replayed and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Replay the dead-letter topic on these Kafka brokers (without: the embedded
+    /// pipeline's dead-letter file).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Dead-letter topic (Kafka mode; default worker.dlq_topic).
+    #[arg(long)]
+    dlq_topic: Option<String>,
+    /// Topic messages are moved back to (Kafka mode; default worker.topic).
+    #[arg(long)]
+    topic: Option<String>,
     /// Catalog (overrides the configuration).
     #[arg(long)]
     catalog: Option<String>,
@@ -41,7 +51,10 @@ pub struct ReplayArgs {
     refs_root: Option<String>,
 }
 
-fn parse_time(flag: &str, t: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::FixedOffset>>> {
+fn parse_time(
+    flag: &str,
+    t: &Option<String>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::FixedOffset>>> {
     t.as_deref()
         .map(|t| {
             chrono::DateTime::parse_from_rfc3339(t)
@@ -94,6 +107,25 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         config.output.refs_root = r.clone();
     }
     let filter = args.filter()?;
+    if args.brokers.is_some() || args.dlq_topic.is_some() {
+        super::worker::apply(&mut config, &args.brokers, &args.topic, &args.dlq_topic);
+        let wc = &config.worker;
+        let done = crate::worker::replay::replay_dlq(wc, &filter, args.limit, args.dry_run).await?;
+        eprintln!(
+            "replay: {} {} to {}, {} kept in {}{}",
+            done.moved,
+            if args.dry_run {
+                "would move"
+            } else {
+                "moved back"
+            },
+            wc.topic,
+            done.kept,
+            wc.dlq_topic,
+            if args.dry_run { " (dry run)" } else { "" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let path = config.output.failed.clone();
     let records = read_records(&path)?;
     let mut chosen: Vec<&FailedRecord> = records.iter().filter(|r| r.selected(&filter)).collect();
@@ -102,7 +134,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         for r in &chosen {
-            println!("{}\t{}\tattempt {}\t{}", r.source, r.error_class, r.attempt, r.message);
+            println!(
+                "{}\t{}\tattempt {}\t{}",
+                r.source, r.error_class, r.attempt, r.message
+            );
         }
         eprintln!(
             "summary: {} of {} records would be replayed (dry run)",
@@ -112,7 +147,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if chosen.is_empty() {
-        eprintln!("summary: nothing to replay ({} records in {path})", records.len());
+        eprintln!(
+            "summary: nothing to replay ({} records in {path})",
+            records.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // Failures of this run go to a file of their own, merged below.
@@ -121,7 +159,9 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let scratch_log = FailedLog::open(&scratch)?;
     let sources: Vec<String> = chosen.iter().map(|r| r.source.clone()).collect();
     let pipeline = Pipeline::new(config).await?;
-    let summary = super::ingest::run_sources(pipeline, sources.clone(), &scratch_log).await?;
+    let summary =
+        super::ingest::run_sources(&pipeline, sources.clone(), &scratch_log, "summary").await?;
+    pipeline.close().await;
     let again = read_records(&scratch)?;
     let chosen_sources: std::collections::BTreeSet<&str> =
         chosen.iter().map(|r| r.source.as_str()).collect();

@@ -1,0 +1,487 @@
+//! `zarrstac worker`: a Kafka consumer-group member that runs the pipeline for each
+//! message and acknowledges it only once its outputs are written or it is on the
+//! dead-letter topic.
+//!
+//! Messages are spread over `concurrency` lanes by key, so messages of one key keep their
+//! order while others run alongside; a partition's offset is stored only up to its
+//! highest contiguous finished message ([`zarrstac_queue::OffsetTracker`]).
+
+pub mod metrics;
+pub mod replay;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedHeaders, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use tokio::sync::mpsc;
+use zarrstac_queue::kafka::{DlqInfo, client_config, header, header_text};
+use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
+
+use crate::config::{PipelineConfig, WorkerConfig};
+use crate::pipeline::{ErrorClass, Failure, Pipeline};
+use metrics::{Metrics, PartitionLabel};
+
+/// A message taken from the topic, owned so it can cross to a lane.
+struct Job {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+}
+
+struct Done {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// Reports consumer lag per partition from librdkafka's statistics.
+struct LagContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if part.partition < 0 || part.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .lag
+                    .get_or_create(&PartitionLabel {
+                        topic: topic.clone(),
+                        partition: p.to_string(),
+                    })
+                    .set(part.consumer_lag);
+            }
+        }
+    }
+}
+impl ConsumerContext for LagContext {}
+
+/// Creates the topics when they are missing (a fresh broker).
+pub async fn ensure_topics(config: &WorkerConfig, topics: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(&config.brokers).create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, config.partitions.max(1), TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("broker {}: creating topics: {e}", config.brokers))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => anyhow::bail!("broker {}: creating topic {t}: {e}", config.brokers),
+        }
+    }
+    Ok(())
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
+    let wc = config.worker.clone();
+    let metrics = Metrics::new();
+    metrics::serve(&wc.metrics_addr, metrics.clone()).await?;
+    ensure_topics(&wc, &[&wc.topic, &wc.dlq_topic]).await?;
+    let consumer: StreamConsumer<LagContext> = client_config(&wc.brokers)
+        .set("group.id", &wc.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(LagContext {
+            metrics: metrics.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
+    consumer.subscribe(&[&wc.topic])?;
+    let producer: FutureProducer = client_config(&wc.brokers)
+        .set("message.timeout.ms", "30000")
+        .create()?;
+    let lanes_n = config.run.concurrency.max(1);
+    let pipeline = Arc::new(Pipeline::new(config).await?);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut lanes = Vec::with_capacity(lanes_n);
+    let mut lane_tasks = Vec::with_capacity(lanes_n);
+    for _ in 0..lanes_n {
+        let (tx, mut rx) = mpsc::channel::<Job>(2);
+        lanes.push(tx);
+        let (pipeline, producer, metrics, done_tx, wc) = (
+            pipeline.clone(),
+            producer.clone(),
+            metrics.clone(),
+            done_tx.clone(),
+            wc.clone(),
+        );
+        lane_tasks.push(tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                let started = Instant::now();
+                if handle(&job, &pipeline, &producer, &metrics, &wc).await {
+                    let _ = done_tx.send(Done {
+                        topic: job.topic,
+                        partition: job.partition,
+                        offset: job.offset,
+                    });
+                }
+                metrics.observe("message", started.elapsed().as_secs_f64());
+                metrics.in_flight.dec();
+            }
+        }));
+    }
+    drop(done_tx);
+    let mut tracker = OffsetTracker::default();
+    let store = |consumer: &StreamConsumer<LagContext>, d: &Done, next: i64| {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&d.topic, d.partition, Offset::Offset(next))
+            .is_ok()
+            && let Err(e) = consumer.store_offsets(&tpl)
+        {
+            // The partition was revoked meanwhile: its new owner reads the message again.
+            tracing::debug!("storing offset {next} of {}/{}: {e}", d.topic, d.partition);
+        }
+    };
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    tracing::info!(
+        "worker: group {} on {} at {}, {lanes_n} lanes, metrics on http://{}/metrics",
+        wc.group_id,
+        wc.topic,
+        wc.brokers,
+        wc.metrics_addr
+    );
+    loop {
+        metrics.beat();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+            Some(d) = done_rx.recv() => {
+                if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+                    store(&consumer, &d, next);
+                }
+            }
+            msg = consumer.recv() => {
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("broker: {e}");
+                        continue;
+                    }
+                };
+                let job = Job {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    headers: m.headers().map(|h| h.detach()),
+                };
+                drop(m);
+                tracker.start(&job.topic, job.partition, job.offset);
+                metrics.in_flight.inc();
+                let lane = lane_of(job.key.as_deref(), job.partition, lanes_n);
+                // Waits when the lane is full: fetching stops while work is behind.
+                loop {
+                    tokio::select! {
+                        sent = lanes[lane].reserve() => {
+                            match sent {
+                                Ok(permit) => permit.send(job),
+                                Err(_) => anyhow::bail!("a worker lane stopped"),
+                            }
+                            break;
+                        }
+                        Some(d) = done_rx.recv() => {
+                            if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+                                store(&consumer, &d, next);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(
+        "worker: stopping; {} message(s) in flight get {}s to finish",
+        tracker.in_flight(),
+        wc.shutdown_grace_s
+    );
+    drop(lanes);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wc.shutdown_grace_s);
+    let finish = async {
+        while let Some(d) = done_rx.recv().await {
+            if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+                store(&consumer, &d, next);
+            }
+        }
+    };
+    if tokio::time::timeout_at(deadline, finish).await.is_err() {
+        tracing::warn!("worker: unfinished messages are left to the next consumer");
+        for t in &lane_tasks {
+            t.abort();
+        }
+    }
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .or_else(|e| match e {
+            // Nothing stored since the last commit.
+            rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            ) => Ok(()),
+            e => Err(e),
+        })
+        .map_err(|e| anyhow::anyhow!("committing offsets: {e}"))?;
+    if let Ok(p) = Arc::try_unwrap(pipeline) {
+        p.close().await;
+    }
+    tracing::info!("worker: stopped, offsets committed");
+    Ok(())
+}
+
+fn lane_of(key: Option<&[u8]>, partition: i32, lanes: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    match key {
+        Some(k) => k.hash(&mut h),
+        None => partition.hash(&mut h),
+    }
+    (h.finish() % lanes as u64) as usize
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Processes one message to its end; false when it could not be finished (the
+/// dead-letter topic was unreachable until shutdown) and must not be acknowledged.
+async fn handle(
+    job: &Job,
+    pipeline: &Pipeline,
+    producer: &FutureProducer,
+    metrics: &Metrics,
+    wc: &WorkerConfig,
+) -> bool {
+    let headers: Vec<(&str, &[u8])> = job
+        .headers
+        .as_ref()
+        .map(|h| {
+            h.iter()
+                .filter_map(|h| h.value.map(|v| (h.key, v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let borrowed = job.headers.as_ref().map(|h| h.as_borrowed());
+    let earlier_attempts: u32 = header_text(borrowed, header::ATTEMPTS)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let first_failure = header_text(borrowed, header::FIRST_FAILURE);
+    let t = Instant::now();
+    let parsed = parse_message(job.payload.as_deref(), &headers);
+    metrics.observe("parse", t.elapsed().as_secs_f64());
+    let requests = match parsed {
+        Ok(Parsed::Requests(r)) => r,
+        Ok(Parsed::Ignored(reason)) => {
+            tracing::info!(
+                "{}/{}@{}: ignored: {reason}",
+                job.topic,
+                job.partition,
+                job.offset
+            );
+            metrics.outcome("ignored");
+            return true;
+        }
+        Err(e) => {
+            let failure = Failure {
+                class: ErrorClass::Permanent,
+                message: format!("malformed message: {e}"),
+            };
+            return dead_letter(
+                job,
+                borrowed,
+                &failure,
+                earlier_attempts + 1,
+                first_failure,
+                producer,
+                metrics,
+                wc,
+            )
+            .await;
+        }
+    };
+    let mut changed = false;
+    for request in &requests {
+        let mut attempt = 1;
+        let result = loop {
+            let t = Instant::now();
+            let r = ingest_one(pipeline, &request.url, request.collection.as_deref()).await;
+            metrics.observe("ingest", t.elapsed().as_secs_f64());
+            match r {
+                Err(f)
+                    if f.class == ErrorClass::Transient && attempt < wc.retry.attempts.max(1) =>
+                {
+                    metrics.retries.inc();
+                    let delay = wc.retry.backoff(attempt);
+                    tracing::warn!(
+                        "{}: {} (attempt {attempt}; retrying in {delay:?})",
+                        request.url,
+                        f.message
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(c) => changed |= c,
+            Err(f) => {
+                tracing::error!("{}: {}", request.url, f.message);
+                return dead_letter(
+                    job,
+                    borrowed,
+                    &f,
+                    earlier_attempts + attempt,
+                    first_failure,
+                    producer,
+                    metrics,
+                    wc,
+                )
+                .await;
+            }
+        }
+    }
+    metrics.outcome(if changed { "ingested" } else { "unchanged" });
+    true
+}
+
+/// One source through the pipeline; a file of a multi-file dataset also rebuilds its
+/// dataset's item.
+async fn ingest_one(
+    pipeline: &Pipeline,
+    url: &str,
+    collection: Option<&str>,
+) -> Result<bool, Failure> {
+    let done = pipeline.ingest_into(url, collection).await?;
+    match &done.dataset {
+        Some(id) => {
+            let rebuilt = pipeline
+                .rebuild_dataset(&done.collection, id, std::slice::from_ref(&done.url))
+                .await?;
+            pipeline
+                .catalog()
+                .refresh(std::slice::from_ref(&done.collection))
+                .await
+                .ok();
+            Ok(done.changed || rebuilt)
+        }
+        None => {
+            pipeline
+                .catalog()
+                .refresh(std::slice::from_ref(&done.collection))
+                .await
+                .ok();
+            Ok(done.changed)
+        }
+    }
+}
+
+/// Writes the message to the dead-letter topic with why it failed, retrying until the
+/// broker takes it (nothing is dropped): a lane stuck here holds its offset back, and on
+/// shutdown the message is left unacknowledged for the next consumer.
+#[allow(clippy::too_many_arguments)]
+async fn dead_letter(
+    job: &Job,
+    original: Option<&BorrowedHeaders>,
+    failure: &Failure,
+    attempts: u32,
+    first_failure: Option<String>,
+    producer: &FutureProducer,
+    metrics: &Metrics,
+    wc: &WorkerConfig,
+) -> bool {
+    let now = now();
+    let info = DlqInfo {
+        error_class: match failure.class {
+            ErrorClass::Transient => "transient".into(),
+            ErrorClass::Permanent => "permanent".into(),
+        },
+        error: failure.message.clone(),
+        attempts,
+        origin_topic: job.topic.clone(),
+        origin_partition: job.partition,
+        origin_offset: job.offset,
+        first_failure: first_failure.unwrap_or_else(|| now.clone()),
+        last_failure: now,
+    };
+    let t = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&wc.dlq_topic).headers(info.headers(original));
+        if let Some(k) = &job.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &job.payload {
+            record = record.payload(p.as_slice());
+        }
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => {
+                metrics.dead_lettered.inc();
+                metrics.outcome("dead_lettered");
+                metrics.observe("dlq", t.elapsed().as_secs_f64());
+                tracing::warn!(
+                    "{}/{}@{} dead-lettered ({}, {} attempts): {}",
+                    job.topic,
+                    job.partition,
+                    job.offset,
+                    info.error_class,
+                    attempts,
+                    info.error
+                );
+                return true;
+            }
+            Err((e, _)) => {
+                let delay = wc.retry.backoff(attempt.min(20));
+                tracing::error!(
+                    "writing to the dead-letter topic {}: {e}; retrying in {delay:?}",
+                    wc.dlq_topic
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}

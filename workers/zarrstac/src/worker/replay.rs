@@ -1,0 +1,167 @@
+//! Replay of the dead-letter topic: the selected records go back to the ingest topic with
+//! their attempt count; the others are appended to the dead-letter topic again, so that
+//! what the replay group has read past is never lost to a later replay.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use zarrstac_queue::kafka::{DlqInfo, client_config, replay_headers};
+
+use crate::config::WorkerConfig;
+use crate::failed::ReplayFilter;
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub moved: u64,
+    pub kept: u64,
+}
+
+pub async fn replay_dlq(
+    wc: &WorkerConfig,
+    filter: &ReplayFilter,
+    limit: Option<usize>,
+    dry_run: bool,
+) -> anyhow::Result<Replayed> {
+    super::ensure_topics(wc, &[&wc.topic, &wc.dlq_topic]).await?;
+    let group = format!("{}-replay", wc.group_id);
+    let consumer: BaseConsumer = client_config(&wc.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(&wc.dlq_topic), timeout)
+        .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // Read up to where the topic ends now: records appended below are not read again.
+    let mut ends = Vec::new();
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(&wc.dlq_topic, p, timeout)?;
+        ends.push((p, high));
+        assignment.add_partition(&wc.dlq_topic, p);
+    }
+    let committed = consumer.committed_offsets(assignment.clone(), timeout)?;
+    let mut start = TopicPartitionList::new();
+    for &p in &partitions {
+        let offset = committed
+            .find_partition(&wc.dlq_topic, p)
+            .map(|e| e.offset())
+            .filter(|o| matches!(o, Offset::Offset(_)))
+            .unwrap_or(Offset::Beginning);
+        start.add_partition_offset(&wc.dlq_topic, p, offset)?;
+    }
+    consumer.assign(&start)?;
+    let producer: FutureProducer = client_config(&wc.brokers)
+        .set("message.timeout.ms", "30000")
+        .create()?;
+    let mut positions: std::collections::HashMap<i32, i64> = Default::default();
+    let pending_end = |positions: &std::collections::HashMap<i32, i64>| {
+        ends.iter().any(|(p, high)| {
+            let pos = positions.get(p).copied().unwrap_or_else(|| {
+                match start.find_partition(&wc.dlq_topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                }
+            });
+            pos < *high
+        })
+    };
+    let mut done = Replayed::default();
+    let mut idle = 0;
+    while pending_end(&positions) {
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            idle += 1;
+            // Watermarks can count records a compacted or transactional log never serves.
+            if idle > 20 {
+                break;
+            }
+            continue;
+        };
+        idle = 0;
+        let msg = msg.map_err(|e| anyhow::anyhow!("reading {}: {e}", wc.dlq_topic))?;
+        let high = ends
+            .iter()
+            .find(|(p, _)| *p == msg.partition())
+            .map(|e| e.1)
+            .unwrap_or(0);
+        positions.insert(msg.partition(), msg.offset() + 1);
+        if msg.offset() >= high {
+            continue;
+        }
+        let headers = msg.headers();
+        let info = DlqInfo::from_headers(headers);
+        let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let chosen = info.as_ref().is_some_and(|i| {
+            let record = crate::failed::FailedRecord {
+                source: key.clone().unwrap_or_default(),
+                error_class: i.error_class.clone(),
+                message: i.error.clone(),
+                time: i.last_failure.clone(),
+                attempt: i.attempts,
+            };
+            record.selected(filter)
+        }) && limit.is_none_or(|l| (done.moved as usize) < l);
+        if dry_run {
+            if chosen && let Some(i) = &info {
+                println!(
+                    "{}\t{}\tattempt {}\t{}",
+                    key.as_deref().unwrap_or("-"),
+                    i.error_class,
+                    i.attempts,
+                    i.error
+                );
+            }
+            if chosen {
+                done.moved += 1
+            } else {
+                done.kept += 1
+            }
+            continue;
+        }
+        let (to, out_headers) = match (&info, chosen) {
+            (Some(i), true) => (&wc.topic, replay_headers(headers, i)),
+            _ => (
+                &wc.dlq_topic,
+                msg.headers()
+                    .map(|h| rdkafka::message::BorrowedHeaders::detach(h))
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(to).headers(out_headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = msg.payload() {
+            record = record.payload(p);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("re-enqueueing: {e}"))?;
+        if chosen {
+            done.moved += 1
+        } else {
+            done.kept += 1
+        }
+    }
+    if !dry_run {
+        let mut tpl = TopicPartitionList::new();
+        for (p, pos) in &positions {
+            tpl.add_partition_offset(&wc.dlq_topic, *p, Offset::Offset(*pos))?;
+        }
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+    }
+    Ok(done)
+}
