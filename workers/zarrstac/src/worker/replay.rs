@@ -133,7 +133,7 @@ pub async fn replay_dlq(
             _ => (
                 &wc.dlq_topic,
                 msg.headers()
-                    .map(|h| rdkafka::message::BorrowedHeaders::detach(h))
+                    .map(rdkafka::message::BorrowedHeaders::detach)
                     .unwrap_or_default(),
             ),
         };
