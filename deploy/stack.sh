@@ -5,7 +5,7 @@
 #
 #   deploy/stack.sh up [--workers N]        everything (workers default 0)
 #   deploy/stack.sh start broker|catalog|api|workers [N]
-#   deploy/stack.sh stop  broker|catalog|api|workers|all
+#   deploy/stack.sh stop  broker [keep-store]|api|workers|all
 #   deploy/stack.sh down                     stop everything this script started
 #   deploy/stack.sh status | env
 #
@@ -16,7 +16,8 @@
 #   PGHOST PGPORT PGUSER PGPASSWORD   the PostgreSQL server   (127.0.0.1 5432 postgres -)
 #   STACK_DB             pgstac database                      (zarrstac)
 #   STACK_BROKER_PORT    broker port                          (9092)
-#   STACK_BROKER_STORAGE memory | postgres (durable: survives a broker restart) (postgres)
+#   STACK_BROKER_STORAGE s3 (durable: kept in $STACK_BROKER_DATA through s3s-fs) | memory (s3)
+#   STACK_BROKER_DATA    the durable broker's data            ($ZARRSTAC_STACK_DIR/broker-data)
 #   STACK_API_PORT       STAC API port                        (8082)
 #   STACK_WORKER_CONFIG  pipeline.toml for the workers        (deploy/worker.toml)
 set -euo pipefail
@@ -29,7 +30,9 @@ BIN=${ZARRSTAC_BIN:-zarrstac}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 DB=${STACK_DB:-zarrstac}
 BROKER_PORT=${STACK_BROKER_PORT:-9092}
-BROKER_STORAGE=${STACK_BROKER_STORAGE:-postgres}
+BROKER_STORAGE=${STACK_BROKER_STORAGE:-s3}
+BROKER_DATA=${STACK_BROKER_DATA:-$STATE/broker-data}
+BROKER_STORE_PORT=${STACK_BROKER_STORE_PORT:-9093}
 API_PORT=${STACK_API_PORT:-8082}
 WORKER_CONFIG=${STACK_WORKER_CONFIG:-$HERE/worker.toml}
 mkdir -p "$STATE"
@@ -43,7 +46,13 @@ pg_url() {  # pg_url DB
     printf 'postgresql://%s@%s:%s/%s' "$auth" "$PGHOST" "$PGPORT" "$1"
 }
 
-running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+running() {  # a killed process nobody reaped yet (a zombie) counts as stopped
+    local pid
+    [ -f "$STATE/$1.pid" ] || return 1
+    pid=$(cat "$STATE/$1.pid")
+    kill -0 "$pid" 2>/dev/null || return 1
+    case "$(ps -o stat= -p "$pid" 2>/dev/null)" in Z*|"") return 1 ;; esac
+}
 
 launch() {  # launch NAME COMMAND...: in the background, its own process group, logged
     local name=$1
@@ -58,8 +67,8 @@ halt() {  # halt NAME [SIGNAL]: stop a launched process group and wait for it
     [ -f "$STATE/$name.pid" ] || return 0
     pid=$(cat "$STATE/$name.pid")
     kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+    for i in $(seq 1 350); do  # workers get their shutdown grace
+        running "$name" || break
         sleep 0.1
     done
     kill -KILL -- "-$pid" 2>/dev/null || true
@@ -108,37 +117,39 @@ start_api() {
     say "STAC API at http://127.0.0.1:$API_PORT"
 }
 
-init_broker_schema() {  # tansu's PostgreSQL tables, from the DDL its storage crate ships
-    [ -n "$(psql -qAt -d "$1" -c "SELECT to_regclass('public.cluster')")" ] && return
-    local version ddl f
-    version=$(tansu --version 2>/dev/null | awk '{print $NF}')
-    ddl=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tansu-storage-$version"/src/ddl 2>/dev/null | head -1)
-    [ -d "$ddl" ] || die "no DDL of tansu-storage $version in the cargo registry (reinstall tansu with cargo install)"
-    for f in "$ddl"/*.sql; do
-        psql -v ON_ERROR_STOP=1 -qAt -d "$1" -f "$f" >/dev/null
-    done
-    say "tansu schema created in $1"
-}
-
 start_broker() {
     running broker && { say "broker already running"; return; }
     command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore,postgres"
-    local storage="memory://tansu/"
-    if [ "$BROKER_STORAGE" = postgres ]; then
-        ensure_db "${DB}_broker"
-        init_broker_schema "${DB}_broker"
-        storage="$(pg_url "${DB}_broker")?sslmode=disable"
+    local storage="memory://tansu/" store_env=()
+    if [ "$BROKER_STORAGE" = s3 ]; then
+        # Durable: tansu keeps topics and offsets in an S3 bucket, here a local s3s-fs
+        # serving $BROKER_DATA, so a restarted broker finds everything again.
+        command -v s3s-fs >/dev/null || die "s3s-fs not found: cargo install s3s-fs --locked --version '~0.14' --features binary"
+        mkdir -p "$BROKER_DATA/tansu"
+        launch broker-store s3s-fs --host 127.0.0.1 --port "$BROKER_STORE_PORT" \
+            --access-key zarrstac-broker --secret-key zarrstac-broker "$BROKER_DATA"
+        wait_port "$BROKER_STORE_PORT" "the broker's S3 store"
+        storage="s3://tansu/"
+        store_env=(AWS_ACCESS_KEY_ID=zarrstac-broker AWS_SECRET_ACCESS_KEY=zarrstac-broker
+            AWS_REGION=us-east-1 AWS_ENDPOINT="http://127.0.0.1:$BROKER_STORE_PORT" AWS_ALLOW_HTTP=true)
     fi
-    launch broker tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+    launch broker env "${store_env[@]}" tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine "$storage"
     wait_port "$BROKER_PORT" "tansu"
     say "broker at 127.0.0.1:$BROKER_PORT ($BROKER_STORAGE storage)"
 }
 
+stop_broker() {  # the broker; its store too unless asked to keep it for a restart
+    halt broker
+    [ "${1:-}" = keep-store ] || halt broker-store
+}
+
 start_workers() {
     local n=${1:-1} k
     for k in $(seq 1 "$n"); do
+        # A stable instance id per slot: a restarted worker takes its partitions back at once.
         launch "worker-$k" env ZARRSTAC_WORKER__BROKERS="127.0.0.1:$BROKER_PORT" \
+            ZARRSTAC_WORKER__INSTANCE_ID="worker-$k" \
             ZARRSTAC_WORKER__METRICS_ADDR="127.0.0.1:$((9100 + k))" \
             "$BIN" worker --config "$WORKER_CONFIG"
     done
@@ -175,15 +186,15 @@ case "$cmd" in
         ;;
     stop)
         case "${1:-}" in
-            broker) halt broker ;;
+            broker) stop_broker "${2:-}" ;;
             api) halt api ;;
             workers) stop_workers ;;
             catalog) halt api ;;
-            all) stop_workers; halt api; halt broker ;;
+            all) stop_workers; halt api; stop_broker ;;
             *) die "stop what? broker, api, workers or all" ;;
         esac
         ;;
-    down) stop_workers; halt api; halt broker ;;
+    down) stop_workers; halt api; stop_broker ;;
     status)
         for f in "$STATE"/*.pid; do
             [ -e "$f" ] || continue

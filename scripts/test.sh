@@ -4,8 +4,10 @@
 # On a fresh Debian 12 machine (as root, or with sudo) with a Rust toolchain it installs what
 # it needs once — Debian packages, a Python venv in .cache/venv, the s3s-fs S3 server — then
 # runs: cargo fmt --check, clippy (warnings are errors), the release build, cargo test, and the
-# Python round-trip / S3 / bad-input tests against the release binary. Repeat runs skip the
-# installs. Exits non-zero when any step fails; stops whatever it started.
+# Python tests against the release binary: round trips, S3, bad input, STAC, the catalog sinks
+# and the Kafka worker, with the real stack started by deploy/stack.sh (tansu broker,
+# PostgreSQL + PostGIS + pgstac, stac-fastapi-pgstac) and stopped at the end. Repeat runs skip
+# the installs. Exits non-zero when any step fails; stops whatever it started.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,8 +16,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zarrstac/target}
 case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR ;; esac
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"  # where cargo install puts s3s-fs
 VENV=$REPO/.cache/venv
-APT_PACKAGES=(libhdf5-dev pkg-config gcc libc6-dev python3 python3-venv ca-certificates)
+APT_PACKAGES=(libhdf5-dev pkg-config gcc g++ make zlib1g-dev libc6-dev python3 python3-venv ca-certificates
+    postgresql postgresql-client postgresql-15-postgis-3)
 S3S_VERSION='~0.14'
+TANSU_VERSION='~0.6'
+# The test stack (deploy/stack.sh): its own database and state, ports clear of the defaults.
+export STACK_DB=zarrstac_test STACK_API_PORT=${STACK_API_PORT:-8082} STACK_BROKER_PORT=${STACK_BROKER_PORT:-9092}
+export ZARRSTAC_STACK_DIR=$REPO/.cache/stack-test ZARRSTAC_VENV=$VENV
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -24,7 +31,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Every step runs in its own process group, so that stopping it also stops what it started
 # (servers launched by the tests included).
 RUNNING=()
+STACK_UP=0
 cleanup() {
+    [ "$STACK_UP" -eq 1 ] && { "$REPO/deploy/stack.sh" down || true; STACK_UP=0; }
     local pid
     for pid in "${RUNNING[@]}"; do
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -102,6 +111,33 @@ install_s3s_fs() {
     env -u CARGO_TARGET_DIR cargo install s3s-fs --locked --version "$S3S_VERSION" --features binary
 }
 
+install_tansu() {
+    command -v tansu >/dev/null && return
+    say "cargo install tansu (the Kafka-protocol broker; once per machine, about 10 minutes)"
+    env -u CARGO_TARGET_DIR cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres
+}
+
+start_postgres() {  # Debian's PostgreSQL, when it is not already serving on 127.0.0.1:5432
+    psql -h 127.0.0.1 -U postgres -d postgres -qAtc 'SELECT 1' >/dev/null 2>&1 && return
+    say "starting PostgreSQL"
+    local v
+    v=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
+    [ -n "$v" ] || die "PostgreSQL is not installed and not reachable on 127.0.0.1:5432"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start
+    for _ in $(seq 1 50); do
+        psql -h 127.0.0.1 -U postgres -d postgres -qAtc 'SELECT 1' >/dev/null 2>&1 && return
+        sleep 0.2
+    done
+    die "PostgreSQL did not come up on 127.0.0.1:5432 (it must accept user postgres without a password)"
+}
+
+stack_up() {
+    rm -rf "$ZARRSTAC_STACK_DIR/broker-data"  # a fresh broker for each run
+    "$REPO/deploy/stack.sh" up
+    STACK_UP=1
+    eval "$("$REPO/deploy/stack.sh" env | sed 's/^/export /')"
+}
+
 # ---------------------------------------------------------------- steps
 STEPS=()
 RESULTS=()
@@ -140,6 +176,8 @@ install_debian_packages
 check_rust
 setup_venv
 install_s3s_fs
+install_tansu
+start_postgres
 
 # libhdf5 (the Rust tests' oracle) finds the blosc/zstd/lz4/bitshuffle filters hdf5plugin ships
 HDF5_PLUGIN_PATH=$("$VENV/bin/python" -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)')
@@ -150,6 +188,8 @@ step "cargo fmt --check" cargo fmt --all --check || true
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
 if step "cargo build --release" cargo build --release -p zarrstac; then
     step "cargo test --release" cargo test --workspace --release || true
+    say "starting the test stack (deploy/stack.sh up)"
+    stack_up
     step "pytest tests/python" env ZARRSTAC_BIN="$CARGO_TARGET_DIR/release/zarrstac" \
         "$VENV/bin/python" -m pytest tests/python -q -o cache_dir=.cache/pytest || true
 else

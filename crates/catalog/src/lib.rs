@@ -105,6 +105,10 @@ pub trait CatalogSink: Send + Sync {
     /// catalog is unreachable, say); no item of it is known to be stored.
     async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError>;
 
+    /// Removes an item (absent already: nothing to do). Used when a dataset's item is
+    /// superseded by one with another id (a newer dataset version).
+    async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError>;
+
     /// Brings the collections' extents and summaries (and, for a static catalog, the root
     /// catalog) up to date after a load. Remote sinks already do this with every batch;
     /// for them it is cheap.

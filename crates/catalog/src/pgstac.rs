@@ -218,6 +218,7 @@ impl Pgstac {
             let added = added.clone();
             async move {
                 let tx = client.transaction().await?;
+                lock_collections(&tx, &[&id.to_string()]).await?;
                 let Some(row) = tx
                     .query_opt(
                         "SELECT content FROM pgstac.collections WHERE id = $1 FOR UPDATE",
@@ -252,6 +253,26 @@ impl Pgstac {
     }
 }
 
+/// Serializes writers of the same collections (in every process) for the transaction.
+/// pgstac adjusts a collection's partition and its constraints inside each load; loads
+/// into one collection from several connections at once were seen to lose items, so they
+/// take turns. Locks are taken in name order, so two writers cannot deadlock.
+async fn lock_collections(
+    tx: &deadpool_postgres::Transaction<'_>,
+    collections: &[&String],
+) -> Result<(), tokio_postgres::Error> {
+    let mut sorted: Vec<&String> = collections.to_vec();
+    sorted.sort();
+    for c in sorted {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('zarrstac-collection:' || $1, 0))",
+            &[c],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl CatalogSink for Pgstac {
     fn url(&self) -> String {
@@ -281,12 +302,15 @@ impl CatalogSink for Pgstac {
         let all: Vec<usize> = by_collection.values().flatten().copied().collect();
         let array = Value::Array(all.iter().map(|&k| items[k].clone()).collect());
         let bulk = self
-            .with_retry("upserting items", |client| {
+            .with_retry("upserting items", |mut client| {
                 let array = &array;
+                let collections: Vec<&String> = by_collection.keys().collect();
                 async move {
-                    client
-                        .execute("SELECT pgstac.upsert_items($1::jsonb)", &[array])
+                    let tx = client.transaction().await?;
+                    lock_collections(&tx, &collections).await?;
+                    tx.execute("SELECT pgstac.upsert_items($1::jsonb)", &[array])
                         .await?;
+                    tx.commit().await?;
                     Ok(())
                 }
             })
@@ -303,10 +327,14 @@ impl CatalogSink for Pgstac {
                 for &k in &all {
                     let item = &items[k];
                     let one = self
-                        .with_retry("upserting an item", |client| async move {
-                            client
-                                .execute("SELECT pgstac.upsert_item($1::jsonb)", &[item])
+                        .with_retry("upserting an item", |mut client| async move {
+                            let tx = client.transaction().await?;
+                            let collection =
+                                item["collection"].as_str().unwrap_or_default().to_string();
+                            lock_collections(&tx, &[&collection]).await?;
+                            tx.execute("SELECT pgstac.upsert_item($1::jsonb)", &[item])
                                 .await?;
+                            tx.commit().await?;
                             Ok(())
                         })
                         .await;
@@ -329,6 +357,19 @@ impl CatalogSink for Pgstac {
             }
         }
         Ok(outcomes)
+    }
+
+    async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
+        self.with_retry(&format!("deleting item {id}"), |client| async move {
+            client
+                .execute(
+                    "DELETE FROM pgstac.items WHERE collection = $1 AND id = $2",
+                    &[&collection, &id],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn refresh(&self, _collections: &[String]) -> Result<(), CatalogError> {

@@ -479,6 +479,19 @@ impl CatalogSink for StacApi {
         Ok(outcomes)
     }
 
+    async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
+        let path = format!("/collections/{}/items/{}", encode(collection), encode(id));
+        let answer = self.send(Method::DELETE, &path, None).await?;
+        if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(CatalogError::Refused(format!(
+                "deleting item {id} of {collection}: {}",
+                answer.reason()
+            )))
+        }
+    }
+
     async fn refresh(&self, _collections: &[String]) -> Result<(), CatalogError> {
         // Extents and summaries grow with every batch.
         Ok(())

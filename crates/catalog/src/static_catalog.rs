@@ -307,6 +307,23 @@ impl CatalogSink for StaticCatalog {
         Ok(outcomes)
     }
 
+    async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
+        let folder = self.root.join(&format!("{collection}/{id}"));
+        let listed: Vec<object_store::ObjectMeta> = folder
+            .store
+            .list(Some(&folder.path))
+            .try_collect()
+            .await
+            .map_err(Self::store_err(&folder.url))?;
+        for meta in listed {
+            match folder.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Self::store_err(&folder.url)(e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh(&self, collections: &[String]) -> Result<(), CatalogError> {
         for c in collections {
             self.refresh_collection(c).await?;

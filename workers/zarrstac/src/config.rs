@@ -32,6 +32,10 @@ pub struct WorkerConfig {
     /// Dead-letter topic.
     pub dlq_topic: String,
     pub group_id: String,
+    /// A stable name of this worker within its group (Kafka static membership): a worker
+    /// restarted under the same name takes its partitions back at once instead of waiting
+    /// for the group to notice the old one is gone. Unset: dynamic membership.
+    pub instance_id: Option<String>,
     /// Partitions of topics the worker creates when they are missing.
     pub partitions: i32,
     /// Address of /metrics and /healthz.
@@ -40,8 +44,6 @@ pub struct WorkerConfig {
     pub shutdown_grace_s: u64,
     /// Retries of a message whose failure is transient, before the dead-letter topic.
     pub retry: zarrstac_io::RetryPolicy,
-    /// Log lines as JSON objects.
-    pub json_logs: bool,
     /// Backfills run by the worker on a schedule.
     pub schedule: Vec<ScheduledBackfill>,
 }
@@ -65,6 +67,7 @@ impl Default for WorkerConfig {
             topic: "zarrstac-ingest".into(),
             dlq_topic: "zarrstac-ingest-dlq".into(),
             group_id: "zarrstac".into(),
+            instance_id: None,
             partitions: 4,
             metrics_addr: "127.0.0.1:9100".into(),
             shutdown_grace_s: 30,
@@ -73,7 +76,6 @@ impl Default for WorkerConfig {
                 initial_backoff_ms: 500,
                 max_backoff_ms: 10_000,
             },
-            json_logs: false,
             schedule: Vec::new(),
         }
     }

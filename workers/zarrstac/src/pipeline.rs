@@ -327,6 +327,30 @@ impl Pipeline {
         let item = zarrstac_stac::netcdf::item_for_dataset(dataset_id, &files, &combined, &opts)
             .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
         changed |= self.publish(item).await?;
+        // The item id carries the dataset version, which can move as files arrive: the
+        // item published before under another id is superseded.
+        let record = self
+            .refs_root
+            .join(&format!("{collection}/{dataset_id}.item.json"));
+        let previous: Option<String> = match record.store.get(&record.path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            Err(_) => None,
+        };
+        if let Some(old) = previous.filter(|old| *old != item_id) {
+            self.catalog()
+                .delete_item(collection, &old)
+                .await
+                .map_err(|e| Failure::classify(e.is_transient(), e.to_string()))?;
+            let old_refs = self.refs_root.join(&format!("{collection}/{old}.json"));
+            let _ = old_refs.store.delete(&old_refs.path).await;
+            changed = true;
+        }
+        let body = serde_json::to_vec(&item_id).map_err(|e| Failure::permanent(e.to_string()))?;
+        record.put_if_changed(body).await.map_err(io)?;
         Ok(changed)
     }
 

@@ -57,6 +57,7 @@ pub fn apply(
 pub async fn run(args: WorkerArgs) -> ExitCode {
     let result = async {
         let mut config = PipelineConfig::load(args.config.as_deref())?;
+        let config_path = args.config.clone();
         apply(&mut config, &args.brokers, &args.topic, &args.dlq_topic);
         if let Some(g) = args.group_id {
             config.worker.group_id = g;
@@ -73,7 +74,7 @@ pub async fn run(args: WorkerArgs) -> ExitCode {
         if let Some(a) = args.metrics_addr {
             config.worker.metrics_addr = a;
         }
-        crate::worker::run(config).await
+        crate::worker::run(config, config_path).await
     }
     .await;
     match result {

@@ -42,9 +42,11 @@ struct Done {
     offset: i64,
 }
 
-/// Reports consumer lag per partition from librdkafka's statistics.
+/// Reports consumer lag per partition from librdkafka's statistics, and resets the
+/// offset tracking of partitions that move to or from this consumer.
 struct LagContext {
     metrics: Arc<Metrics>,
+    tracker: Arc<parking_lot::Mutex<OffsetTracker>>,
 }
 
 impl ClientContext for LagContext {
@@ -65,7 +67,29 @@ impl ClientContext for LagContext {
         }
     }
 }
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Rebalance;
+        let moved = match rebalance {
+            Rebalance::Assign(tpl) | Rebalance::Revoke(tpl) => tpl.elements(),
+            Rebalance::Error(e) => {
+                tracing::warn!("rebalance: {e}");
+                return;
+            }
+        };
+        // What was known of a partition before it moved is stale: its new owner starts
+        // from the committed offset, and an old high-water mark must not let this
+        // consumer store an offset past messages it has not finished.
+        let mut tracker = self.tracker.lock();
+        for e in moved {
+            tracker.forget(e.topic(), e.partition());
+        }
+    }
+}
 
 /// Creates the topics when they are missing (a fresh broker).
 pub async fn ensure_topics(config: &WorkerConfig, topics: &[&str]) -> anyhow::Result<()> {
@@ -93,13 +117,70 @@ pub async fn ensure_topics(config: &WorkerConfig, topics: &[&str]) -> anyhow::Re
     Ok(())
 }
 
+/// Runs the configured backfills on their cron schedules: each run is a `zarrstac
+/// backfill` process with this worker's configuration, so it checkpoints and reports like
+/// one started by hand.
+fn schedule_backfills(
+    config: &PipelineConfig,
+    config_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    for entry in &config.worker.schedule {
+        let cron: croner::Cron = entry
+            .cron
+            .parse()
+            .map_err(|e| anyhow::anyhow!("worker.schedule: cron {:?}: {e}", entry.cron))?;
+        let entry = entry.clone();
+        let config_path = config_path.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = chrono::Utc::now();
+                let Ok(next) = cron.find_next_occurrence(&now, false) else {
+                    tracing::error!("worker.schedule: {:?} has no next time", entry.cron);
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                let Ok(exe) = std::env::current_exe() else {
+                    return;
+                };
+                let mut cmd = tokio::process::Command::new(exe);
+                cmd.arg("backfill").arg(&entry.prefix);
+                if let Some(g) = &entry.glob {
+                    cmd.arg("--match").arg(g);
+                }
+                if let Some(c) = &config_path {
+                    cmd.arg("--config").arg(c);
+                }
+                tracing::info!("scheduled backfill of {} ({})", entry.prefix, entry.cron);
+                match cmd.status().await {
+                    Ok(s) if s.success() => {}
+                    Ok(s) => {
+                        tracing::error!("scheduled backfill of {} ended with {s}", entry.prefix)
+                    }
+                    Err(e) => tracing::error!("scheduled backfill of {}: {e}", entry.prefix),
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Runs until SIGTERM/SIGINT.
-pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
+pub async fn run(
+    config: PipelineConfig,
+    config_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    schedule_backfills(&config, config_path)?;
     let wc = config.worker.clone();
     let metrics = Metrics::new();
+    let tracker = Arc::new(parking_lot::Mutex::new(OffsetTracker::default()));
     metrics::serve(&wc.metrics_addr, metrics.clone()).await?;
     ensure_topics(&wc, &[&wc.topic, &wc.dlq_topic]).await?;
-    let consumer: StreamConsumer<LagContext> = client_config(&wc.brokers)
+    let mut consumer_config = client_config(&wc.brokers);
+    if let Some(id) = &wc.instance_id {
+        consumer_config.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<LagContext> = consumer_config
         .set("group.id", &wc.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -109,6 +190,7 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
         .set("statistics.interval.ms", "5000")
         .create_with_context(LagContext {
             metrics: metrics.clone(),
+            tracker: tracker.clone(),
         })
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
     consumer.subscribe(&[&wc.topic])?;
@@ -146,7 +228,6 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
         }));
     }
     drop(done_tx);
-    let mut tracker = OffsetTracker::default();
     let store = |consumer: &StreamConsumer<LagContext>, d: &Done, next: i64| {
         let mut tpl = TopicPartitionList::new();
         if tpl
@@ -173,7 +254,7 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {}
             Some(d) = done_rx.recv() => {
-                if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+                if let Some(next) = tracker.lock().complete(&d.topic, d.partition, d.offset) {
                     store(&consumer, &d, next);
                 }
             }
@@ -194,7 +275,7 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
                     headers: m.headers().map(|h| h.detach()),
                 };
                 drop(m);
-                tracker.start(&job.topic, job.partition, job.offset);
+                tracker.lock().start(&job.topic, job.partition, job.offset);
                 metrics.in_flight.inc();
                 let lane = lane_of(job.key.as_deref(), job.partition, lanes_n);
                 // Waits when the lane is full: fetching stops while work is behind.
@@ -208,7 +289,7 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
                             break;
                         }
                         Some(d) = done_rx.recv() => {
-                            if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+                            if let Some(next) = tracker.lock().complete(&d.topic, d.partition, d.offset) {
                                 store(&consumer, &d, next);
                             }
                         }
@@ -219,14 +300,14 @@ pub async fn run(config: PipelineConfig) -> anyhow::Result<()> {
     }
     tracing::info!(
         "worker: stopping; {} message(s) in flight get {}s to finish",
-        tracker.in_flight(),
+        tracker.lock().in_flight(),
         wc.shutdown_grace_s
     );
     drop(lanes);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wc.shutdown_grace_s);
     let finish = async {
         while let Some(d) = done_rx.recv().await {
-            if let Some(next) = tracker.complete(&d.topic, d.partition, d.offset) {
+            if let Some(next) = tracker.lock().complete(&d.topic, d.partition, d.offset) {
                 store(&consumer, &d, next);
             }
         }

@@ -1,0 +1,356 @@
+"""`zarrstac worker`, `replay` and `backfill` against a real Kafka-protocol broker (tansu,
+durable storage) and the real catalog (pgstac, stac-fastapi-pgstac), with sources on a
+real S3 server (s3s-fs). Workers are started and killed through deploy/stack.sh.
+
+* end to end: 200 object-store events (10% corrupt or unsupported) through two workers of
+  one group: every message ends as its item, an asset of its dataset's item, or exactly
+  one dead-letter record;
+* crash safety: a worker killed with SIGKILL and restarted, then a broker restart: nothing
+  lost, nothing duplicated;
+* an outage of the catalog API: retries, dead letters, then `replay` lands everything;
+* a poison message cannot block its partition;
+* backfill of 10,000 keys: each enqueued once; killed halfway, it resumes after its last
+  finished page.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+import stack
+from conftest import FIXTURES, REPO
+
+BUCKET = "archive"
+CMIP5 = sorted((FIXTURES / "shared" / "cmip5-netcdf3-series").glob("*.nc"))
+# Single-item files of every format the pipeline reads (no CMIP: copies of one CMIP file
+# would overlap in time in their dataset; no year-0 climatology: pgstac cannot hold it).
+SINGLE = sorted(p for d in ("netcdf3", "netcdf4", "hdf5-edge") for p in (FIXTURES / "shared" / d).iterdir()
+                if "coads" not in p.name) + sorted(
+    p for p in (FIXTURES / "generated").iterdir() if p.suffix in (".nc", ".h5"))
+
+
+def produce(topic, messages):
+    # One record per batch: tansu 0.6 serves nothing when a consumer (after a rebalance)
+    # fetches from an offset inside a multi-record batch.
+    p = Producer({"bootstrap.servers": stack.brokers(), "linger.ms": 0, "batch.num.messages": 1})
+    for key, value in messages:
+        p.produce(topic, key=key, value=value)
+    assert p.flush(30) == 0
+
+
+def create_topics(names, partitions):
+    """The broker creates no topic on first use: make them before producing."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": stack.brokers()})
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result(timeout=30)
+
+
+def read_topic(topic, idle=4.0, timeout=60):
+    """Every record of a topic: (key, value, headers)."""
+    c = Consumer({"bootstrap.servers": stack.brokers(), "group.id": f"reader-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out, last, start = [], None, time.monotonic()
+    try:
+        # Joining the group takes a moment: idle time counts from the first assignment.
+        while (last is None or time.monotonic() - last < idle) and time.monotonic() - start < timeout:
+            m = c.poll(0.5)
+            if last is None and c.assignment():
+                last = time.monotonic()
+            if m is None or m.error():
+                continue
+            last = time.monotonic()
+            out.append((m.key().decode() if m.key() else None, m.value(),
+                        {k: v.decode() for k, v in (m.headers() or [])}))
+    finally:
+        c.close()
+    return out
+
+
+def wait_until(predicate, timeout, what, state=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}" + (f": {state()}" if state else ""))
+
+
+def s3_event(key, shape):
+    """An object-created event for KEY in one of the shapes the worker accepts."""
+    encoded = key.replace(" ", "+")
+    if shape == 0:
+        return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                             "s3": {"bucket": {"name": BUCKET}, "object": {"key": encoded, "size": 1}}}]}
+    if shape == 1:  # MinIO
+        return {"EventName": "s3:ObjectCreated:Put", "Key": f"{BUCKET}/{key}",
+                "Records": [{"eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+                             "s3": {"bucket": {"name": BUCKET}, "object": {"key": encoded}}}]}
+    if shape == 2:  # EventBridge
+        return {"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+                "detail": {"bucket": {"name": BUCKET}, "object": {"key": key}}}
+    return {"specversion": "1.0", "type": "com.amazonaws.s3.ObjectCreated", "source": "zarrstac-test",
+            "id": key, "data": {"url": f"s3://{BUCKET}/{key}"}}
+
+
+class Bucket:
+    """Objects on a real S3 server, announced to the worker by events."""
+
+    def __init__(self, tmp_path):
+        self.root = tmp_path / "s3"
+        (self.root / BUCKET).mkdir(parents=True)
+        self.server = stack.S3Server(self.root)
+
+    def put(self, key, data):
+        dest = self.root / BUCKET / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        return key
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    b = Bucket(tmp_path)
+    yield b
+    b.server.stop()
+
+
+class Workers:
+    """Worker processes of one consumer group, via deploy/stack.sh."""
+
+    def __init__(self, tmp_path, bucket, catalog, **settings):
+        tag = uuid.uuid4().hex[:8]
+        self.topic, self.dlq = f"ingest-{tag}", f"ingest-{tag}-dlq"
+        self.env = dict(os.environ, **bucket.server.env(),
+                        ZARRSTAC_BIN=os.environ["ZARRSTAC_BIN"], ZARRSTAC_LOG="info",
+                        ZARRSTAC_OUTPUT__CATALOG=catalog,
+                        ZARRSTAC_OUTPUT__REFS_ROOT=str(tmp_path / "refs"),
+                        ZARRSTAC_OUTPUT__FAILED=str(tmp_path / "failed.jsonl"),
+                        ZARRSTAC_WORKER__TOPIC=self.topic, ZARRSTAC_WORKER__DLQ_TOPIC=self.dlq,
+                        ZARRSTAC_WORKER__GROUP_ID=f"group-{tag}")
+        self.env.setdefault("ZARRSTAC_WORKER__PARTITIONS", "4")
+        self.env.update(settings)
+        create_topics([self.topic, self.dlq], int(self.env["ZARRSTAC_WORKER__PARTITIONS"]))
+
+    def start(self, n):
+        subprocess.run([str(stack.STACK), "start", "workers", str(n)], env=self.env, check=True, timeout=60)
+
+    def stop(self):
+        subprocess.run([str(stack.STACK), "stop", "workers"], env=self.env, check=True, timeout=120)
+
+    def kill(self, k):
+        pid = int((Path(os.environ.get("ZARRSTAC_STACK_DIR", REPO / ".cache" / "stack")) / f"worker-{k}.pid").read_text())
+        os.killpg(pid, signal.SIGKILL)
+
+    def replay(self, *args):
+        return subprocess.run([os.environ["ZARRSTAC_BIN"], "replay", "--brokers", stack.brokers(),
+                               "--topic", self.topic, "--dlq-topic", self.dlq, *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)
+
+
+def stored():
+    """{item id: number of assets} of pgstac."""
+    with stack.db() as conn:
+        rows = conn.execute("SELECT id, content->'assets' FROM pgstac.items").fetchall()
+    return {r[0]: len(r[1] or {}) for r in rows}
+
+
+def good_copies(bucket, n, prefix="data"):
+    """n distinct single-item objects; returns {key: expected item id}."""
+    keys = {}
+    for i in range(n):
+        src = SINGLE[i % len(SINGLE)]
+        stem = f"g{i:03d}_{src.stem}"
+        keys[bucket.put(f"{prefix}/{stem}{src.suffix}", src.read_bytes())] = stem
+    return keys
+
+
+def dataset_item_id():
+    return "CMIP5.output.MOHC.HadGEM2-ES.rcp85.mon.atmos.Amon.r1i1p1.tas"
+
+
+@pytest.fixture
+def clean():
+    stack.clear_catalog()
+
+
+def test_two_workers_account_for_every_message(tmp_path, bucket, clean):
+    good = good_copies(bucket, 167)
+    cmip = [bucket.put(f"cmip5/{p.name}", p.read_bytes()) for p in CMIP5]
+    bad = []
+    for i in range(10):
+        src = SINGLE[i]
+        bad.append(bucket.put(f"bad/truncated_{i}{src.suffix}", src.read_bytes()[:200]))
+        bad.append(bucket.put(f"bad/text_{i}.nc", b"this is not a NetCDF file\n" * 4))
+    keys = list(good) + cmip + bad
+    assert len(keys) == 200
+    workers = Workers(tmp_path, bucket, stack.pgstac_url())
+    workers.start(int(os.environ.get("TEST_WORKERS", "2")))
+    try:
+        produce(workers.topic, [(k, json.dumps(s3_event(k, i % 4))) for i, k in enumerate(keys)])
+
+        def finished():
+            items = stored()
+            return len(items) >= len(good) + 1 and len(read_topic(workers.dlq, idle=1)) >= len(bad)
+        def state():
+            items = stored()
+            missing = sorted(set(good.values()) - set(items))
+            import httpx
+            metrics = []
+            for port in (9101, 9102):
+                try:
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                    metrics.append([l for l in text.splitlines() if l.startswith(("zarrstac_in_flight", "zarrstac_messages"))])
+                except Exception as e:  # noqa: BLE001 - diagnostics only
+                    metrics.append(str(e))
+            return (f"{len(items)} items; missing {missing[:10]}; unexpected "
+                    f"{sorted(set(items) - set(good.values()))}; workers: {metrics}")
+        wait_until(finished, 600, "200 messages to end in the catalog or the dead-letter topic", state)
+        time.sleep(3)  # anything extra (a duplicate) would show now
+    finally:
+        workers.stop()
+    items = stored()
+    dataset = [i for i in items if i.startswith(dataset_item_id())]
+    assert len(dataset) == 1, items.keys()
+    assert items[dataset[0]] >= len(cmip), "every CMIP5 file is an asset of its dataset's item"
+    assert set(items) == set(good.values()) | set(dataset)
+    dlq = read_topic(workers.dlq)
+    dlq_keys = [k for k, _, _ in dlq]
+    assert sorted(dlq_keys) == sorted(bad), "each bad message exactly once in the dead-letter topic"
+    for key, value, headers in dlq:
+        assert headers["zarrstac-error-class"] == "permanent", headers
+        assert headers["zarrstac-origin-topic"] == workers.topic
+        assert int(headers["zarrstac-attempts"]) >= 1 and headers["zarrstac-first-failure"]
+        assert json.loads(value)  # the original payload, untouched
+        assert key.split("/")[-1].split(".")[0] in headers["zarrstac-error"] or headers["zarrstac-error"]
+
+
+def test_killed_worker_and_restarted_broker_lose_and_duplicate_nothing(tmp_path, bucket, clean):
+    first = good_copies(bucket, 60, prefix="first")
+    workers = Workers(tmp_path, bucket, stack.pgstac_url())
+    produce(workers.topic, [(k, json.dumps(s3_event(k, 0))) for k in first])
+    workers.start(1)
+    try:
+        wait_until(lambda: len(stored()) >= 10, 300, "the first items")
+        workers.kill(1)
+        workers.start(1)
+        wait_until(lambda: set(stored()) >= set(first.values()), 300, "every item after the restart")
+        # The broker restarts with its durable store; the worker reconnects.
+        stack.stack("stop", "broker", "keep-store")
+        stack.stack("start", "broker")
+        second = good_copies(bucket, 20, prefix="second")
+        produce(workers.topic, [(k, json.dumps(s3_event(k, 0))) for k in second])
+        expected = set(first.values()) | set(second.values())
+        wait_until(lambda: set(stored()) >= expected, 300, "every item after the broker restart")
+    finally:
+        workers.stop()
+    ids = stack.item_ids()
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert read_topic(workers.dlq, idle=2) == []
+
+
+def test_catalog_outage_dead_letters_then_replay_lands_all(tmp_path, bucket, clean):
+    files = good_copies(bucket, 12)
+    workers = Workers(tmp_path, bucket, stack.api_url(),
+                      ZARRSTAC_CATALOG__RETRY__ATTEMPTS="2", ZARRSTAC_CATALOG__RETRY__MAX_BACKOFF_MS="200",
+                      ZARRSTAC_WORKER__RETRY__ATTEMPTS="2", ZARRSTAC_WORKER__RETRY__INITIAL_BACKOFF_MS="100")
+    stack.stack("stop", "api")
+    try:
+        workers.start(1)
+        produce(workers.topic, [(k, json.dumps(s3_event(k, 3))) for k in files])
+        wait_until(lambda: len(read_topic(workers.dlq, idle=1)) >= len(files), 300, "dead letters")
+    finally:
+        stack.stack("start", "api")
+    try:
+        dlq = read_topic(workers.dlq)
+        assert sorted(k for k, _, _ in dlq) == sorted(files)
+        assert all(h["zarrstac-error-class"] == "transient" and int(h["zarrstac-attempts"]) == 2
+                   for _, _, h in dlq), dlq[0][2]
+        dry = workers.replay("--dry-run", "--error-class", "transient")
+        assert f"{len(files)} would move" in dry.stderr, dry.stderr
+        moved = workers.replay("--error-class", "transient")
+        assert moved.returncode == 0 and f"{len(files)} moved back" in moved.stderr, moved.stderr
+        wait_until(lambda: set(stored()) >= set(files.values()), 300, "replayed items")
+    finally:
+        workers.stop()
+    ids = stack.item_ids()
+    assert len(ids) == len(set(ids)) == len(files)
+    again = workers.replay("--dry-run")
+    assert "0 would move" in again.stderr, again.stderr
+
+
+def test_poison_message_does_not_block_its_partition(tmp_path, bucket, clean):
+    poison = bucket.put("poison/always_fails.nc", b"CDF\x01" + b"\xff" * 64)
+    files = good_copies(bucket, 8)
+    workers = Workers(tmp_path, bucket, stack.pgstac_url(), ZARRSTAC_WORKER__PARTITIONS="1")
+    messages = [(poison, json.dumps(s3_event(poison, 0)))] + [(k, json.dumps(s3_event(k, 0))) for k in files]
+    messages.insert(4, ("garbage", b"\x00\x01 not an event"))
+    workers.start(1)
+    try:
+        produce(workers.topic, messages)
+        wait_until(lambda: set(stored()) >= set(files.values()), 300, "the messages behind the poison")
+    finally:
+        workers.stop()
+    dlq = read_topic(workers.dlq)
+    assert sorted(k for k, _, _ in dlq) == sorted([poison, "garbage"])
+
+
+def count_keys(records):
+    counts = {}
+    for k, _, _ in records:
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def test_backfill_enqueues_each_key_once_and_resumes(tmp_path, bucket):
+    n = 10_000
+    folder = bucket.root / BUCKET / "many"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"obj{i:05d}.nc").write_bytes(b"x")
+    urls = {f"s3://{BUCKET}/many/obj{i:05d}.nc" for i in range(n)}
+    workers = Workers(tmp_path, bucket, stack.pgstac_url())
+    base = [os.environ["ZARRSTAC_BIN"], "backfill", f"s3://{BUCKET}/many/", "--brokers", stack.brokers(),
+            "--page-size", "500"]
+    whole = subprocess.run([*base, "--topic", workers.topic, "--checkpoint", str(tmp_path / "whole.json")],
+                           env=workers.env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    assert f"{n} objects in 20 pages" in whole.stderr
+    counts = count_keys(read_topic(workers.topic, idle=5, timeout=300))
+    assert set(counts) == urls and set(counts.values()) == {1}
+    # Interrupted halfway, then run again with the same checkpoint.
+    topic = workers.topic + "-resume"
+    create_topics([topic], 4)
+    checkpoint = tmp_path / "resume.json"
+    proc = subprocess.Popen([*base, "--topic", topic, "--checkpoint", str(checkpoint)], env=workers.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(checkpoint.read_text())["pages"] >= 8:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = json.loads(checkpoint.read_text())
+    assert not done_at_kill["finished"] and 8 <= done_at_kill["pages"] < 20
+    resumed = subprocess.run([*base, "--topic", topic, "--checkpoint", str(checkpoint)], env=workers.env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after" in resumed.stderr
+    counts = count_keys(read_topic(topic, idle=5, timeout=300))
+    assert set(counts) == urls
+    after = f"s3://{BUCKET}/{done_at_kill['after']}"
+    finished_pages = {u for u in urls if u <= after}
+    assert all(counts[u] == 1 for u in finished_pages), "a finished page was enqueued again"
+    assert sum(counts.values()) - n <= 500, "more than the one unfinished page was repeated"
