@@ -200,22 +200,24 @@ pub async fn run(
     let lanes_n = config.run.concurrency.max(1);
     let pipeline = Arc::new(Pipeline::new(config).await?);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let touched: Arc<Touched> = Default::default();
     let mut lanes = Vec::with_capacity(lanes_n);
     let mut lane_tasks = Vec::with_capacity(lanes_n);
     for _ in 0..lanes_n {
         let (tx, mut rx) = mpsc::channel::<Job>(2);
         lanes.push(tx);
-        let (pipeline, producer, metrics, done_tx, wc) = (
+        let (pipeline, producer, metrics, done_tx, wc, touched) = (
             pipeline.clone(),
             producer.clone(),
             metrics.clone(),
             done_tx.clone(),
             wc.clone(),
+            touched.clone(),
         );
         lane_tasks.push(tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let started = Instant::now();
-                if handle(&job, &pipeline, &producer, &metrics, &wc).await {
+                if handle(&job, &pipeline, &touched, &producer, &metrics, &wc).await {
                     let _ = done_tx.send(Done {
                         topic: job.topic,
                         partition: job.partition,
@@ -252,7 +254,7 @@ pub async fn run(
         metrics.beat();
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => refresh_touched(&pipeline, &touched).await,
             Some(d) = done_rx.recv() => {
                 if let Some(next) = tracker.lock().complete(&d.topic, d.partition, d.offset) {
                     store(&consumer, &d, next);
@@ -328,6 +330,7 @@ pub async fn run(
             e => Err(e),
         })
         .map_err(|e| anyhow::anyhow!("committing offsets: {e}"))?;
+    refresh_touched(&pipeline, &touched).await;
     if let Ok(p) = Arc::try_unwrap(pipeline) {
         p.close().await;
     }
@@ -371,6 +374,7 @@ fn now() -> String {
 async fn handle(
     job: &Job,
     pipeline: &Pipeline,
+    touched: &Touched,
     producer: &FutureProducer,
     metrics: &Metrics,
     wc: &WorkerConfig,
@@ -427,7 +431,13 @@ async fn handle(
         let mut attempt = 1;
         let result = loop {
             let t = Instant::now();
-            let r = ingest_one(pipeline, &request.url, request.collection.as_deref()).await;
+            let r = ingest_one(
+                pipeline,
+                &request.url,
+                request.collection.as_deref(),
+                touched,
+            )
+            .await;
             metrics.observe("ingest", t.elapsed().as_secs_f64());
             match r {
                 Err(f)
@@ -469,33 +479,41 @@ async fn handle(
 }
 
 /// One source through the pipeline; a file of a multi-file dataset also rebuilds its
-/// dataset's item.
+/// dataset's item. The collection is marked for the next catalog refresh.
 async fn ingest_one(
     pipeline: &Pipeline,
     url: &str,
     collection: Option<&str>,
+    touched: &Touched,
 ) -> Result<bool, Failure> {
     let done = pipeline.ingest_into(url, collection).await?;
-    match &done.dataset {
+    let changed = match &done.dataset {
         Some(id) => {
             let rebuilt = pipeline
                 .rebuild_dataset(&done.collection, id, std::slice::from_ref(&done.url))
                 .await?;
-            pipeline
-                .catalog()
-                .refresh(std::slice::from_ref(&done.collection))
-                .await
-                .ok();
-            Ok(done.changed || rebuilt)
+            done.changed || rebuilt
         }
-        None => {
-            pipeline
-                .catalog()
-                .refresh(std::slice::from_ref(&done.collection))
-                .await
-                .ok();
-            Ok(done.changed)
-        }
+        None => done.changed,
+    };
+    touched.lock().insert(done.collection);
+    Ok(changed)
+}
+
+/// Collections written since the last catalog refresh.
+type Touched = parking_lot::Mutex<std::collections::BTreeSet<String>>;
+
+/// Refreshes the collections written meanwhile (extents, summaries; for a static catalog
+/// also its links), at most every `interval`: once per message would re-read a whole
+/// static collection each time.
+async fn refresh_touched(pipeline: &Pipeline, touched: &Touched) {
+    let collections: Vec<String> = std::mem::take(&mut *touched.lock()).into_iter().collect();
+    if collections.is_empty() {
+        return;
+    }
+    if let Err(e) = pipeline.catalog().refresh(&collections).await {
+        tracing::warn!("refreshing collections {collections:?}: {e}");
+        touched.lock().extend(collections);
     }
 }
 
