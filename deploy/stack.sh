@@ -173,7 +173,7 @@ case "$cmd" in
         start_catalog
         start_api
         start_broker
-        [ "$workers" -gt 0 ] && start_workers "$workers"
+        if [ "$workers" -gt 0 ]; then start_workers "$workers"; fi
         ;;
     start)
         case "${1:-}" in

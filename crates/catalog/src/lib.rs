@@ -229,6 +229,26 @@ pub(crate) fn unstorable(item: &Value) -> Option<String> {
     None
 }
 
+/// Outcomes for the items a database-backed catalog cannot take (refused up front, with
+/// the reason) and, for the rest, their positions by collection.
+pub(crate) fn sort_for_database(
+    items: &[Value],
+) -> (
+    Vec<ItemOutcome>,
+    std::collections::BTreeMap<String, Vec<usize>>,
+) {
+    let mut outcomes = vec![ItemOutcome::Unchanged; items.len()];
+    let mut by_collection: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (k, item) in items.iter().enumerate() {
+        match (item["collection"].as_str(), unstorable(item)) {
+            (_, Some(reason)) => outcomes[k] = ItemOutcome::Rejected(reason),
+            (Some(c), None) => by_collection.entry(c.to_string()).or_default().push(k),
+            (None, None) => outcomes[k] = ItemOutcome::Rejected("item has no collection".into()),
+        }
+    }
+    (outcomes, by_collection)
+}
+
 /// Sets the time the catalog received an item (`properties.updated`, STAC common
 /// metadata), keeping `created` from the first time.
 pub(crate) fn stamp_updated(item: &mut Value) {

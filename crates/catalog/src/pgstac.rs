@@ -1,8 +1,6 @@
 //! pgstac written directly: items upserted in batches through pgstac's own functions,
 //! over a pool of connections that replaces broken ones.
 
-use std::collections::BTreeMap;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -284,17 +282,7 @@ impl CatalogSink for Pgstac {
     }
 
     async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError> {
-        let mut outcomes = vec![ItemOutcome::Unchanged; items.len()];
-        let mut by_collection: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, item) in items.iter().enumerate() {
-            match (item["collection"].as_str(), crate::unstorable(item)) {
-                (_, Some(reason)) => outcomes[k] = ItemOutcome::Rejected(reason),
-                (Some(c), None) => by_collection.entry(c.to_string()).or_default().push(k),
-                (None, None) => {
-                    outcomes[k] = ItemOutcome::Rejected("item has no collection".into())
-                }
-            }
-        }
+        let (mut outcomes, by_collection) = crate::sort_for_database(&items);
         for (collection, idx) in &by_collection {
             let batch: Vec<&Value> = idx.iter().map(|&k| &items[k]).collect();
             self.ensure_collection(collection, &batch).await?;

@@ -1,7 +1,7 @@
 //! A STAC API with the Transactions extension as the catalog (stac-fastapi-pgstac,
 //! stac-fastapi-elasticsearch, stac-server, ...).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -449,17 +449,7 @@ impl CatalogSink for StacApi {
     }
 
     async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError> {
-        let mut outcomes = vec![ItemOutcome::Unchanged; items.len()];
-        let mut by_collection: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, item) in items.iter().enumerate() {
-            match (item["collection"].as_str(), crate::unstorable(item)) {
-                (_, Some(reason)) => outcomes[k] = ItemOutcome::Rejected(reason),
-                (Some(c), None) => by_collection.entry(c.to_string()).or_default().push(k),
-                (None, None) => {
-                    outcomes[k] = ItemOutcome::Rejected("item has no collection".into())
-                }
-            }
-        }
+        let (mut outcomes, by_collection) = crate::sort_for_database(&items);
         for (collection, idx) in by_collection {
             let batch: Vec<&Value> = idx.iter().map(|&k| &items[k]).collect();
             let done = self.upsert_collection(&collection, &batch).await?;

@@ -54,15 +54,7 @@ pub fn header_text(
 impl DlqInfo {
     /// Headers of the dead-letter record: the original headers (minus ours), then ours.
     pub fn headers(&self, original: Option<&rdkafka::message::BorrowedHeaders>) -> OwnedHeaders {
-        let mut out = OwnedHeaders::new();
-        if let Some(h) = original {
-            for h in h.iter().filter(|h| !h.key.starts_with("zarrstac-")) {
-                out = out.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
+        let mut out = foreign_headers(original);
         let attempts = self.attempts.to_string();
         let partition = self.origin_partition.to_string();
         let offset = self.origin_offset.to_string();
@@ -104,21 +96,29 @@ impl DlqInfo {
     }
 }
 
+/// A message's own headers, without ours (those are written anew).
+fn foreign_headers(original: Option<&rdkafka::message::BorrowedHeaders>) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    for h in original
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .filter(|h| !h.key.starts_with("zarrstac-"))
+    {
+        out = out.insert(Header {
+            key: h.key,
+            value: h.value,
+        });
+    }
+    out
+}
+
 /// Headers of a message moved back from the dead-letter topic: the original headers plus
 /// the attempt count and first failure time, so a later failure keeps counting.
 pub fn replay_headers(
     original: Option<&rdkafka::message::BorrowedHeaders>,
     info: &DlqInfo,
 ) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new();
-    if let Some(h) = original {
-        for h in h.iter().filter(|h| !h.key.starts_with("zarrstac-")) {
-            out = out.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
+    let out = foreign_headers(original);
     let attempts = info.attempts.to_string();
     out.insert(Header {
         key: header::ATTEMPTS,

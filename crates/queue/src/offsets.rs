@@ -16,18 +16,20 @@ struct Partition {
     outstanding: BTreeSet<i64>,
     /// Highest offset completed (committable once nothing below it is outstanding).
     highest_done: Option<i64>,
-    /// The next offset already reported as committable.
+    /// The next offset already reported as committable (at first, the first offset read).
     committed: Option<i64>,
 }
 
 impl OffsetTracker {
     /// A message was taken from the partition.
     pub fn start(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.partitions
+        let p = self
+            .partitions
             .entry((topic.to_string(), partition))
-            .or_default()
-            .outstanding
-            .insert(offset);
+            .or_default();
+        // Where this consumer started reading: nothing below it is ours to commit.
+        p.committed.get_or_insert(offset);
+        p.outstanding.insert(offset);
     }
 
     /// A message is finished (written, or dead-lettered). Returns the offset to commit
