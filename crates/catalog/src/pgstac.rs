@@ -252,9 +252,9 @@ impl Pgstac {
 }
 
 /// Serializes writers of the same collections (in every process) for the transaction.
-/// pgstac adjusts a collection's partition and its constraints inside each load; loads
-/// into one collection from several connections at once were seen to lose items, so they
-/// take turns. Locks are taken in name order, so two writers cannot deadlock.
+/// pgstac adjusts a collection's partition, its constraints and statistics inside each
+/// load; loads into one collection take turns rather than contend on that DDL. Locks are
+/// taken in name order, so two writers cannot deadlock.
 async fn lock_collections(
     tx: &deadpool_postgres::Transaction<'_>,
     collections: &[&String],
