@@ -75,6 +75,12 @@ halt() {  # halt NAME [SIGNAL]: stop a launched process group and wait for it
     rm -f "$STATE/$name.pid"
 }
 
+port_free() {  # port_free PORT WHAT: refuse to start beside something already listening
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        die "port $1 (for $2) is already in use by another process; stop it or choose another port"
+    fi
+}
+
 wait_port() {  # wait_port PORT WHAT
     local i
     for i in $(seq 1 300); do
@@ -106,6 +112,7 @@ start_catalog() {  # the pgstac database, migrated
 
 start_api() {
     running api && { say "api already running"; return; }
+    port_free "$API_PORT" "the STAC API"
     local pass=${PGPASSWORD:-}
     launch api env POSTGRES_USER="$PGUSER" POSTGRES_PASS="$pass" \
         POSTGRES_HOST_READER="$PGHOST" POSTGRES_HOST_WRITER="$PGHOST" POSTGRES_PORT="$PGPORT" \
@@ -126,6 +133,7 @@ start_broker() {
         # serving $BROKER_DATA, so a restarted broker finds everything again.
         command -v s3s-fs >/dev/null || die "s3s-fs not found: cargo install s3s-fs --locked --version '~0.14' --features binary"
         mkdir -p "$BROKER_DATA/tansu"
+        port_free "$BROKER_STORE_PORT" "the broker's S3 store"
         launch broker-store s3s-fs --host 127.0.0.1 --port "$BROKER_STORE_PORT" \
             --access-key zarrstac-broker --secret-key zarrstac-broker "$BROKER_DATA"
         wait_port "$BROKER_STORE_PORT" "the broker's S3 store"
@@ -133,6 +141,7 @@ start_broker() {
         store_env=(AWS_ACCESS_KEY_ID=zarrstac-broker AWS_SECRET_ACCESS_KEY=zarrstac-broker
             AWS_REGION=us-east-1 AWS_ENDPOINT="http://127.0.0.1:$BROKER_STORE_PORT" AWS_ALLOW_HTTP=true)
     fi
+    port_free "$BROKER_PORT" "the broker"
     launch broker env "${store_env[@]}" tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine "$storage"
     wait_port "$BROKER_PORT" "tansu"

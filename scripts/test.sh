@@ -133,8 +133,8 @@ start_postgres() {  # Debian's PostgreSQL, when it is not already serving on 127
 
 stack_up() {
     rm -rf "$ZARRSTAC_STACK_DIR/broker-data"  # a fresh broker for each run
+    STACK_UP=1  # before `up`: whatever part of it started is stopped again, even if it fails
     "$REPO/deploy/stack.sh" up
-    STACK_UP=1
     eval "$("$REPO/deploy/stack.sh" env | sed 's/^/export /')"
 }
 
