@@ -133,7 +133,7 @@ start_broker() {
         # serving $BROKER_DATA, so a restarted broker finds everything again.
         command -v s3s-fs >/dev/null || die "s3s-fs not found: cargo install s3s-fs --locked --version '~0.14' --features binary"
         mkdir -p "$BROKER_DATA/tansu"
-        port_free "$BROKER_STORE_PORT" "the broker's S3 store"
+        running broker-store || port_free "$BROKER_STORE_PORT" "the broker's S3 store"
         launch broker-store s3s-fs --host 127.0.0.1 --port "$BROKER_STORE_PORT" \
             --access-key zarrstac-broker --secret-key zarrstac-broker "$BROKER_DATA"
         wait_port "$BROKER_STORE_PORT" "the broker's S3 store"
