@@ -258,22 +258,28 @@ pub(crate) fn stamp_updated(item: &mut Value) {
     }
 }
 
-/// Replaces an item's root/parent/collection/self links by one collection link relative
-/// to where a STAC API serves the item (`/collections/{c}/items/{id}`).
-pub(crate) fn link_for_api(item: &mut Value) {
-    let collection = item["collection"].as_str().unwrap_or_default().to_string();
-    let mut links: Vec<Value> = item["links"]
+/// An item's links other than those placing it in a catalog (root, parent, collection,
+/// self), which each sink sets its own way.
+pub(crate) fn links_outside_catalog(item: &Value) -> Vec<Value> {
+    item["links"]
         .as_array()
-        .cloned()
-        .unwrap_or_default()
         .into_iter()
+        .flatten()
         .filter(|l| {
             !matches!(
                 l["rel"].as_str(),
                 Some("root" | "parent" | "collection" | "self")
             )
         })
-        .collect();
+        .cloned()
+        .collect()
+}
+
+/// Replaces an item's root/parent/collection/self links by one collection link relative
+/// to where a STAC API serves the item (`/collections/{c}/items/{id}`).
+pub(crate) fn link_for_api(item: &mut Value) {
+    let collection = item["collection"].as_str().unwrap_or_default().to_string();
+    let mut links = links_outside_catalog(item);
     if !collection.is_empty() {
         links.push(serde_json::json!({
             "rel": "collection",

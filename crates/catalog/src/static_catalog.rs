@@ -98,18 +98,7 @@ impl StaticCatalog {
     /// Sets an item's links to its place in a static catalog (root, parent, collection),
     /// keeping its other links. Items must carry a collection link to be valid STAC.
     pub fn link_item(item: &mut Value) {
-        let mut links: Vec<Value> = item["links"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|l| {
-                !matches!(
-                    l["rel"].as_str(),
-                    Some("root" | "parent" | "collection" | "self")
-                )
-            })
-            .collect();
+        let mut links = crate::links_outside_catalog(item);
         links
             .push(json!({"rel": "root", "href": "../../catalog.json", "type": "application/json"}));
         links.push(
