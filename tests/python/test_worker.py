@@ -261,7 +261,7 @@ def test_catalog_outage_dead_letters_then_replay_lands_all(tmp_path, bucket, cle
     files = good_copies(bucket, 12)
     workers = Workers(tmp_path, bucket, stack.api_url(),
                       ZARRSTAC_CATALOG__RETRY__ATTEMPTS="2", ZARRSTAC_CATALOG__RETRY__MAX_BACKOFF_MS="200",
-                      ZARRSTAC_WORKER__RETRY__ATTEMPTS="2", ZARRSTAC_WORKER__RETRY__INITIAL_BACKOFF_MS="100")
+                      ZARRSTAC_RUN__RETRY__ATTEMPTS="2", ZARRSTAC_RUN__RETRY__INITIAL_BACKOFF_MS="100")
     stack.stack("stop", "api")
     try:
         workers.start(1)

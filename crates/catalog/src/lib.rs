@@ -73,6 +73,12 @@ impl CatalogError {
     }
 }
 
+impl zarrstac_io::Retryable for CatalogError {
+    fn is_transient(&self) -> bool {
+        CatalogError::is_transient(self)
+    }
+}
+
 /// What became of one item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {

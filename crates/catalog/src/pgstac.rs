@@ -45,6 +45,18 @@ struct DbFailure {
     message: String,
 }
 
+impl std::fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl zarrstac_io::Retryable for DbFailure {
+    fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
 impl From<tokio_postgres::Error> for DbFailure {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
@@ -144,34 +156,23 @@ impl Pgstac {
         F: Fn(deadpool_postgres::Object) -> Fut,
         Fut: std::future::Future<Output = Result<T, DbFailure>>,
     {
-        let mut attempt = 1;
-        loop {
-            let result = match self.pool.get().await {
+        let what = format!("{}: {what}", self.shown_url);
+        let op = &op;
+        let attempt = |_| async move {
+            match self.pool.get().await {
                 Ok(client) => op(client).await,
                 Err(e) => Err(DbFailure::from(e)),
-            };
-            match result {
-                Ok(v) => return Ok(v),
-                Err(f) if !f.transient => {
-                    return Err(CatalogError::Refused(format!("{what}: {}", f.message)));
-                }
-                Err(f) if attempt >= self.retry.attempts.max(1) => {
-                    return Err(CatalogError::Unavailable(format!(
-                        "{}: {what}: {} (after {attempt} attempts)",
-                        self.shown_url, f.message
-                    )));
-                }
-                Err(f) => {
-                    let delay = self.retry.backoff(attempt);
-                    tracing::warn!(
-                        "{}: {what}: {}; retrying in {delay:?}",
-                        self.shown_url,
-                        f.message
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
             }
+        };
+        match self.retry.run(&what, attempt).await {
+            Ok((v, _)) => Ok(v),
+            Err((f, _)) if !f.transient => {
+                Err(CatalogError::Refused(format!("{what}: {}", f.message)))
+            }
+            Err((f, attempts)) => Err(CatalogError::Unavailable(format!(
+                "{what}: {} (after {attempts} attempts)",
+                f.message
+            ))),
         }
     }
 

@@ -119,6 +119,27 @@ impl Answer {
     }
 }
 
+/// A request the server did not answer usefully: unreachable, 5xx or 429.
+struct Unanswered {
+    message: String,
+    hint: Option<Duration>,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl zarrstac_io::Retryable for Unanswered {
+    fn is_transient(&self) -> bool {
+        true
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.hint
+    }
+}
+
 fn retry_after(resp: &Response) -> Option<Duration> {
     let v = resp
         .headers()
@@ -176,49 +197,57 @@ impl StacApi {
         body: Option<&Value>,
     ) -> Result<Answer, CatalogError> {
         let what = format!("{method} {}{path}", self.config.base);
-        let mut attempt = 1;
-        loop {
+        let what = what.as_str();
+        let attempt = |_| {
             let mut rb = self.request(method.clone(), path);
             if let Some(b) = body {
                 rb = rb
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(serde_json::to_vec(b).unwrap_or_default());
             }
-            let (failure, hint) = match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                        let hint = retry_after(&resp);
-                        let text = resp.text().await.unwrap_or_default();
-                        let answer = Answer {
-                            status,
-                            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                            text,
-                        };
-                        (format!("{what}: {}", answer.reason()), hint)
-                    } else {
-                        let text = resp.text().await.map_err(|e| {
-                            CatalogError::Unavailable(format!("{what}: reading the answer: {e}"))
-                        })?;
-                        return Ok(Answer {
-                            status,
-                            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                            text,
-                        });
+            async move {
+                match rb.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                            let hint = retry_after(&resp);
+                            let text = resp.text().await.unwrap_or_default();
+                            let answer = Answer {
+                                status,
+                                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+                                text,
+                            };
+                            Err(Unanswered {
+                                message: format!("{what}: {}", answer.reason()),
+                                hint,
+                            })
+                        } else {
+                            let text = resp.text().await.map_err(|e| Unanswered {
+                                message: format!("{what}: reading the answer: {e}"),
+                                hint: None,
+                            })?;
+                            Ok(Answer {
+                                status,
+                                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+                                text,
+                            })
+                        }
                     }
+                    Err(e) => Err(Unanswered {
+                        message: format!("{what}: {}", error_chain(&e)),
+                        hint: None,
+                    }),
                 }
-                Err(e) => (format!("{what}: {}", error_chain(&e)), None),
-            };
-            if attempt >= self.config.retry.attempts.max(1) {
-                return Err(CatalogError::Unavailable(format!(
-                    "{failure} (after {attempt} attempts)"
-                )));
             }
-            let delay = self.config.retry.delay(attempt, hint);
-            tracing::warn!("{failure}; retrying in {delay:?}");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+        };
+        self.config
+            .retry
+            .run(what, attempt)
+            .await
+            .map(|(answer, _)| answer)
+            .map_err(|(failure, attempts)| {
+                CatalogError::Unavailable(format!("{failure} (after {attempts} attempts)"))
+            })
     }
 
     /// Makes sure a collection exists, creating it from its first items when missing.

@@ -14,7 +14,7 @@ mod retry;
 pub use blocking::{BlockingReader, BlockingReaderConfig};
 pub use location::{Location, LocationError};
 pub use reader::{RangeReader, ReadStats, total_bytes_read};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, Retryable};
 
 /// Errors of reading from an object store.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,17 @@ pub enum IoError {
 }
 
 impl IoError {
+    /// True when the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            IoError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        ) || matches!(self, IoError::Local { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// True when retrying the same read may succeed (network trouble, throttling),
     /// false for errors a retry cannot fix (missing object, bad range).
     pub fn is_transient(&self) -> bool {

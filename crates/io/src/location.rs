@@ -27,7 +27,7 @@ pub enum LocationError {
     #[error("{input}: not a valid URL or path: {reason}")]
     Invalid { input: String, reason: String },
     #[error(
-        "{input}: unsupported URL scheme '{scheme}' (use a path, file://, s3://, gs://, az://, abfs://, http:// or https://)"
+        "{input}: unsupported URL scheme '{scheme}' (use a path, file://, s3://, gs://, az://, abfs://, http://, https:// or memory://)"
     )]
     UnsupportedScheme { input: String, scheme: String },
     #[error("{input}: cannot configure the object store: {source}")]
@@ -36,6 +36,19 @@ pub enum LocationError {
         #[source]
         source: object_store::Error,
     },
+}
+
+/// The in-process store named `name` (`memory://name/...`): every URL with that name
+/// reaches the same store while the process lives. For tests and trial runs.
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static STORES: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<object_store::memory::InMemory>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(object_store::memory::InMemory::new()))
+        .clone()
 }
 
 impl Location {
@@ -92,6 +105,10 @@ impl Location {
                     .build()
                     .map_err(store_err)?;
                 Ok(Self::remote(Arc::new(store), &url, input))
+            }
+            "memory" => {
+                let store = memory_store(url.host_str().unwrap_or_default());
+                Ok(Self::remote(store, &url, input))
             }
             other => Err(LocationError::UnsupportedScheme {
                 input: input.to_string(),
@@ -232,6 +249,20 @@ mod tests {
     fn unknown_scheme_is_refused_with_the_scheme_named() {
         let err = Location::parse("ftp://host/x.nc").unwrap_err();
         assert!(err.to_string().contains("'ftp'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn memory_urls_of_one_name_share_a_store() {
+        use object_store::ObjectStoreExt;
+        let a = Location::parse("memory://shared/dir/x.json").unwrap();
+        a.put_if_changed(b"{}".to_vec()).await.unwrap();
+        let b = Location::parse("memory://shared/dir/x.json").unwrap();
+        assert_eq!(
+            &b.store.get(&b.path).await.unwrap().bytes().await.unwrap()[..],
+            b"{}"
+        );
+        let other = Location::parse("memory://other/dir/x.json").unwrap();
+        assert!(other.store.get(&other.path).await.is_err());
     }
 
     #[test]

@@ -50,28 +50,45 @@ impl RetryPolicy {
         }
     }
 
-    /// Runs `op` until it succeeds, fails permanently (`is_transient` false), or the
-    /// attempts are spent; returns the last error with the number of attempts made.
-    pub async fn run<T, E, F, Fut>(
-        &self,
-        mut op: F,
-        is_transient: impl Fn(&E) -> bool,
-    ) -> Result<T, (E, u32)>
+    /// Runs `op` until it succeeds, fails permanently, or the attempts are spent; waits
+    /// between attempts as [`RetryPolicy::delay`] says (the error's own hint first).
+    /// Returns the value, or the last error, with the number of attempts made. `what`
+    /// names the operation in the warning logged before each retry.
+    pub async fn run<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<(T, u32), (E, u32)>
     where
+        E: Retryable + std::fmt::Display,
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let mut attempt = 1;
         loop {
             match op(attempt).await {
-                Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) && attempt < self.attempts.max(1) => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                Ok(v) => return Ok((v, attempt)),
+                Err(e) if e.is_transient() && attempt < self.attempts.max(1) => {
+                    let delay = self.delay(attempt, e.retry_after());
+                    tracing::warn!("{what}: {e} (attempt {attempt}; retrying in {delay:?})");
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Err(e) => return Err((e, attempt)),
             }
         }
+    }
+}
+
+/// An error [`RetryPolicy::run`] can judge.
+pub trait Retryable {
+    /// True when the same operation may succeed later.
+    fn is_transient(&self) -> bool;
+    /// How long the service asked to be left alone (HTTP Retry-After), when it said.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Retryable for crate::IoError {
+    fn is_transient(&self) -> bool {
+        crate::IoError::is_transient(self)
     }
 }
 
@@ -100,6 +117,33 @@ mod tests {
         );
     }
 
+    #[derive(Debug, PartialEq)]
+    struct Trouble {
+        transient: bool,
+        hint: Option<Duration>,
+    }
+    impl std::fmt::Display for Trouble {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "trouble")
+        }
+    }
+    impl Retryable for Trouble {
+        fn is_transient(&self) -> bool {
+            self.transient
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            self.hint
+        }
+    }
+    const DOWN: Trouble = Trouble {
+        transient: true,
+        hint: None,
+    };
+    const BAD: Trouble = Trouble {
+        transient: false,
+        hint: None,
+    };
+
     #[tokio::test]
     async fn run_retries_transient_errors_only() {
         let p = RetryPolicy {
@@ -107,16 +151,40 @@ mod tests {
             initial_backoff_ms: 1,
             max_backoff_ms: 2,
         };
-        let r: Result<(), (&str, u32)> = p.run(|_| async { Err("down") }, |_| true).await;
-        assert_eq!(r, Err(("down", 4)));
-        let r: Result<(), (&str, u32)> = p.run(|_| async { Err("bad") }, |_| false).await;
-        assert_eq!(r, Err(("bad", 1)));
+        let r: Result<((), u32), _> = p.run("op", |_| async { Err(DOWN) }).await;
+        assert_eq!(r, Err((DOWN, 4)));
+        let r: Result<((), u32), _> = p.run("op", |_| async { Err(BAD) }).await;
+        assert_eq!(r, Err((BAD, 1)));
         let r = p
             .run(
-                |a| async move { if a < 3 { Err("down") } else { Ok(a) } },
-                |_| true,
+                "op",
+                |a| async move { if a < 3 { Err(DOWN) } else { Ok(a) } },
             )
             .await;
-        assert_eq!(r, Ok(3));
+        assert_eq!(r, Ok((3, 3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_waits_as_long_as_the_server_asks_within_the_cap() {
+        let p = RetryPolicy {
+            attempts: 2,
+            initial_backoff_ms: 1,
+            max_backoff_ms: 5_000,
+        };
+        let started = tokio::time::Instant::now();
+        let r = p
+            .run("op", |a| async move {
+                if a == 1 {
+                    Err(Trouble {
+                        transient: true,
+                        hint: Some(Duration::from_secs(3)),
+                    })
+                } else {
+                    Ok(a)
+                }
+            })
+            .await;
+        assert_eq!(r, Ok((2, 2)));
+        assert!(started.elapsed() >= Duration::from_secs(3));
     }
 }

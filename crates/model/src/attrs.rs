@@ -5,7 +5,7 @@ pub type Attributes = IndexMap<String, AttrValue>;
 
 /// An attribute value. Numeric vectors of length one are scalars to readers such as
 /// xarray; the writers decide how to render that.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AttrValue {
     String(String),
     Strings(Vec<String>),
@@ -17,7 +17,9 @@ pub enum AttrValue {
         bits: u8,
     },
     /// Anything structured (compound attributes, nested metadata of Zarr stores).
-    Json(serde_json::Value),
+    // As JSON text when serialized: compact binary formats cannot hold a self-describing
+    // value.
+    Json(#[serde(with = "json_text")] serde_json::Value),
 }
 
 impl AttrValue {
@@ -38,5 +40,20 @@ impl AttrValue {
             AttrValue::Strings(v) if v.len() == 1 => Some(&v[0]),
             _ => None,
         }
+    }
+}
+
+/// Serializes a JSON value as its text, so that formats which are not self-describing
+/// (the stored dataset manifests) can hold it.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -2,7 +2,7 @@
 ///
 /// The list on an [`crate::Array`] is in encoding order: the first codec was applied
 /// first by the writer and is undone last by a reader.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Codec {
     /// DEFLATE with a zlib header (HDF5 filter 1).
     Zlib { level: u32 },

@@ -1,5 +1,5 @@
 /// Byte order of a multi-byte element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ByteOrder {
     Little,
     Big,
@@ -8,7 +8,7 @@ pub enum ByteOrder {
 }
 
 /// Element type of an array.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DataType {
     Bool,
     Int {
@@ -31,7 +31,7 @@ pub enum DataType {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CompoundField {
     pub name: String,
     pub offset: u32,
@@ -56,7 +56,7 @@ impl DataType {
 }
 
 /// The fill value of an array.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FillValue {
     Int(i64),
     UInt(u64),

@@ -17,7 +17,7 @@ pub use dtype::{ByteOrder, CompoundField, DataType, FillValue, decode_numbers};
 pub use manifest::{ChunkManifest, ChunkRef, ManifestError};
 
 /// What kind of source a dataset was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceFormat {
     /// NetCDF classic (CDF-1).
@@ -43,7 +43,7 @@ impl SourceFormat {
 }
 
 /// One source file (or store) as a tree of groups and arrays.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     /// Absolute URL of the source, the default target of every chunk reference.
     pub source_url: String,
@@ -66,7 +66,7 @@ impl Dataset {
 }
 
 /// A variable the reader could not turn into an array, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
     /// Path of the variable from the root.
     pub path: String,
@@ -74,7 +74,7 @@ pub struct Refusal {
 }
 
 /// A group: attributes, child groups and arrays.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub name: String,
     pub attributes: Attributes,
@@ -124,7 +124,7 @@ pub fn join_path(prefix: &str, name: &str) -> String {
 }
 
 /// An n-dimensional array with its chunk manifest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Array {
     pub name: String,
     pub dtype: DataType,

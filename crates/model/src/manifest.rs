@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 /// Where one stored chunk lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChunkRef {
     /// `length` bytes at `offset` of the manifest's path number `path`.
     Range { path: u32, offset: u64, length: u64 },
@@ -23,15 +23,44 @@ pub enum ManifestError {
 ///
 /// Kept flat (one vector of indices, one of references) because an array can have
 /// millions of chunks. Chunks absent from the manifest read back as the fill value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredManifest")]
 pub struct ChunkManifest {
     paths: Vec<String>,
     /// Path → number, so registering a path stays constant-time for manifests that
     /// reference thousands of files (combined datasets).
+    #[serde(skip)]
     path_numbers: std::collections::HashMap<String, u32>,
     ndim: usize,
     keys: Vec<u64>,
     refs: Vec<ChunkRef>,
+}
+
+/// A manifest as stored: the path index is rebuilt when read back.
+#[derive(serde::Deserialize)]
+struct StoredManifest {
+    paths: Vec<String>,
+    ndim: usize,
+    keys: Vec<u64>,
+    refs: Vec<ChunkRef>,
+}
+
+impl From<StoredManifest> for ChunkManifest {
+    fn from(s: StoredManifest) -> Self {
+        let path_numbers = s
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u32))
+            .collect();
+        ChunkManifest {
+            paths: s.paths,
+            path_numbers,
+            ndim: s.ndim,
+            keys: s.keys,
+            refs: s.refs,
+        }
+    }
 }
 
 impl ChunkManifest {

@@ -100,208 +100,391 @@ fn time_coordinate(d: &Dataset) -> Option<&Array> {
 
 /// Combines the datasets (files of one dataset, in any order) along their time dimension.
 /// The result does not depend on the order the files are given in.
-pub fn combine(mut files: Vec<Dataset>) -> Result<Dataset, CombineError> {
-    if files.is_empty() {
-        return Err(CombineError::Empty);
-    }
-    let first_time = time_coordinate(&files[0]).ok_or_else(|| {
+pub fn combine(files: Vec<Dataset>) -> Result<Dataset, CombineError> {
+    Combination::new(files).map(Combination::into_dataset)
+}
+
+/// A combined dataset together with what appending one more file at its end needs, so
+/// that a dataset growing by a file costs one file's work, not a recombination of all.
+/// Stored between runs (it is serializable); [`Combination::append`] gives exactly what
+/// [`Combination::new`] over all the files would.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Combination {
+    /// The earliest file as read: the template of the output and the reference every
+    /// later file is checked against.
+    base: Dataset,
+    /// Name of the time dimension.
+    time_dim: String,
+    /// Every file's time values kept raw (all files share the earliest file's units).
+    same_units: bool,
+    /// The combined time values, in the earliest file's units.
+    times: Vec<f64>,
+    /// The latest file: its URL, its start in seconds since the earliest file's epoch,
+    /// its last time value (combined units) and its record count.
+    last_url: String,
+    last_start: f64,
+    last_end: f64,
+    last_records: u64,
+    combined: Dataset,
+}
+
+/// One file's time axis read for combining.
+fn file_axis(f: &Dataset, time_dim: &str, calendar: CfCalendar) -> Result<TimeAxis, CombineError> {
+    let name = file_name(&f.source_url);
+    let t = f
+        .root
+        .arrays
+        .iter()
+        .find(|a| a.name == time_dim)
+        .ok_or_else(|| refused(format!("{name}: has no '{time_dim}' coordinate")))?;
+    let units = attr_str(t, "units").unwrap_or_default().to_string();
+    let seconds_per_unit = zarrstac_cf::unit_seconds(&units).ok_or_else(|| {
         refused(format!(
-            "{}: no time coordinate (a coordinate with units '<unit> since <date>')",
-            file_name(&files[0].source_url)
+            "{name}: time units '{units}' are not seconds, minutes, hours or days"
         ))
     })?;
-    let time_dim = first_time.name.clone();
-    let calendar_name = attr_str(first_time, "calendar")
-        .unwrap_or("standard")
-        .to_ascii_lowercase();
-    let calendar = CfCalendar::parse(&calendar_name);
+    let reference =
+        zarrstac_cf::parse_units(&units, calendar).map_err(|e| refused(format!("{name}: {e}")))?;
+    let values = t
+        .coordinate_values
+        .clone()
+        .ok_or_else(|| refused(format!("{name}: time values were not read")))?;
+    Ok(TimeAxis {
+        values,
+        units,
+        seconds_per_unit,
+        epoch: reference.epoch,
+    })
+}
 
-    // Each file's time axis.
-    let mut axes = Vec::with_capacity(files.len());
-    for f in &files {
-        let name = file_name(&f.source_url);
-        let t = f
+fn calendar_of(a: &Array) -> String {
+    attr_str(a, "calendar")
+        .unwrap_or("standard")
+        .to_ascii_lowercase()
+}
+
+fn records(f: &Dataset, time_dim: &str) -> u64 {
+    f.root
+        .arrays
+        .iter()
+        .find(|a| a.name == time_dim)
+        .map_or(0, |a| a.shape[0])
+}
+
+impl Combination {
+    /// The combined dataset.
+    pub fn dataset(&self) -> &Dataset {
+        &self.combined
+    }
+
+    pub fn into_dataset(self) -> Dataset {
+        self.combined
+    }
+
+    /// Appends `file` when it starts after every file combined so far and agrees with
+    /// them; `Ok(false)` (nothing changed) when it does not, and then only combining all
+    /// files anew can place it or say why it cannot be combined.
+    pub fn append(&mut self, file: Dataset) -> Result<bool, CombineError> {
+        let Some(base_time) = self
+            .base
             .root
             .arrays
             .iter()
-            .find(|a| a.name == time_dim)
-            .ok_or_else(|| refused(format!("{name}: has no '{time_dim}' coordinate")))?;
-        let cal = attr_str(t, "calendar")
-            .unwrap_or("standard")
-            .to_ascii_lowercase();
-        if CfCalendar::parse(&cal) != calendar {
-            return Err(refused(format!(
-                "calendars differ: {} uses '{calendar_name}', {name} uses '{cal}'",
-                file_name(&files[0].source_url)
-            )));
+            .find(|a| a.name == self.time_dim)
+        else {
+            return Ok(false);
+        };
+        let calendar_name = calendar_of(base_time);
+        let calendar = CfCalendar::parse(&calendar_name);
+        let Some(new_time) = file.root.arrays.iter().find(|a| a.name == self.time_dim) else {
+            return Ok(false);
+        };
+        if CfCalendar::parse(&calendar_of(new_time)) != calendar {
+            return Ok(false);
         }
-        let units = attr_str(t, "units").unwrap_or_default().to_string();
-        let seconds_per_unit = zarrstac_cf::unit_seconds(&units).ok_or_else(|| {
-            refused(format!(
-                "{name}: time units '{units}' are not seconds, minutes, hours or days"
-            ))
-        })?;
-        let reference = zarrstac_cf::parse_units(&units, calendar)
-            .map_err(|e| refused(format!("{name}: {e}")))?;
-        let values = t
-            .coordinate_values
-            .clone()
-            .ok_or_else(|| refused(format!("{name}: time values were not read")))?;
-        axes.push(TimeAxis {
-            values,
-            units,
-            seconds_per_unit,
-            epoch: reference.epoch,
-        });
-    }
-
-    // Order the files by time, deterministically: the earliest file's units become the
-    // combined units, whatever order the files came in.
-    let probe = axes[0].epoch;
-    let mut starts = Vec::with_capacity(files.len());
-    for (f, a) in files.iter().zip(&axes) {
-        let offset = seconds_since(&a.epoch, calendar, &probe)
-            .map_err(|e| refused(format!("{}: {e}", file_name(&f.source_url))))?;
-        let first = a.values.iter().copied().fold(f64::INFINITY, f64::min);
-        starts.push(offset + first * a.seconds_per_unit);
-    }
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&i, &j| {
-        starts[i]
-            .partial_cmp(&starts[j])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then_with(|| files[i].source_url.cmp(&files[j].source_url))
-    });
-    let mut sorted_files = Vec::with_capacity(files.len());
-    let mut sorted_axes = Vec::with_capacity(files.len());
-    let mut taken: Vec<Option<(Dataset, TimeAxis)>> = files.drain(..).zip(axes).map(Some).collect();
-    for i in order {
-        let (f, a) = taken[i].take().expect("each index once");
-        sorted_files.push(f);
-        sorted_axes.push(a);
-    }
-    let files = sorted_files;
-    let axes = sorted_axes;
-
-    // Combined time values in the earliest file's units.
-    let reference = axes[0].epoch;
-    let same_units = axes.iter().all(|a| a.units == axes[0].units);
-    let mut combined: Vec<f64> = Vec::new();
-    let mut bounds: Vec<(f64, f64)> = Vec::new();
-    for (f, a) in files.iter().zip(&axes) {
-        let name = file_name(&f.source_url);
-        let offset = seconds_since(&a.epoch, calendar, &reference)
-            .map_err(|e| refused(format!("{name}: {e}")))?;
-        let converted: Vec<f64> = if same_units {
-            a.values.clone()
+        let Ok(axis) = file_axis(&file, &self.time_dim, calendar) else {
+            return Ok(false);
+        };
+        let base_units = attr_str(base_time, "units").unwrap_or_default();
+        let base_seconds = zarrstac_cf::unit_seconds(base_units).unwrap_or(1.0);
+        let Ok(base_ref) = zarrstac_cf::parse_units(base_units, calendar) else {
+            return Ok(false);
+        };
+        let Ok(offset) = seconds_since(&axis.epoch, calendar, &base_ref.epoch) else {
+            return Ok(false);
+        };
+        let first = axis.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let start = offset + first * axis.seconds_per_unit;
+        let after_last = start > self.last_start
+            || (start == self.last_start && file.source_url > self.last_url);
+        // Raw values stay raw only while every file has the same units.
+        if !after_last || (self.same_units && axis.units != base_units) {
+            return Ok(false);
+        }
+        let converted: Vec<f64> = if self.same_units {
+            axis.values.clone()
         } else {
-            a.values
+            axis.values
                 .iter()
-                .map(|v| (offset + v * a.seconds_per_unit) / axes[0].seconds_per_unit)
+                .map(|v| (offset + v * axis.seconds_per_unit) / base_seconds)
                 .collect()
         };
-        if converted.windows(2).any(|w| w[1] <= w[0]) {
+        if converted.windows(2).any(|w| w[1] <= w[0])
+            || converted.first().is_some_and(|&lo| lo < self.last_end)
+        {
+            return Ok(false);
+        }
+        let mut parts = Vec::with_capacity(self.base.root.arrays.len());
+        for base in &self.base.root.arrays {
+            let along_time = base.dimensions.first().is_some_and(|d| d == &self.time_dim);
+            let Some(other) = file.root.arrays.iter().find(|a| a.name == base.name) else {
+                return Ok(false);
+            };
+            if check_compatible(
+                base,
+                other,
+                &self.base.source_url,
+                &file.source_url,
+                along_time,
+            )
+            .is_err()
+            {
+                return Ok(false);
+            }
+            // Only the last file may end on a partial chunk.
+            if along_time
+                && base.name != self.time_dim
+                && !self.last_records.is_multiple_of(base.chunk_shape[0].max(1))
+            {
+                return Ok(false);
+            }
+            parts.push(other);
+        }
+        let records_before = self.times.len() as u64;
+        let new_records = records(&file, &self.time_dim);
+        self.times.extend_from_slice(&converted);
+        let total = records_before + new_records;
+        for (k, (base, part)) in self.base.root.arrays.iter().zip(parts).enumerate() {
+            let out = &mut self.combined.root.arrays[k];
+            if base.name == self.time_dim {
+                *out = time_array(base, &self.times, self.same_units, base_units);
+                continue;
+            }
+            if base.dimensions.first().is_none_or(|d| d != &self.time_dim) {
+                continue;
+            }
+            let c = base.chunk_shape[0].max(1);
+            append_chunks(&mut out.manifest, part, records_before / c)?;
+            out.shape[0] = total;
+        }
+        self.combined.source_size += file.source_size;
+        self.combined.refused.extend(file.refused.iter().cloned());
+        self.combined.refused.dedup();
+        self.last_url = file.source_url;
+        self.last_start = start;
+        self.last_end = converted.last().copied().unwrap_or(self.last_end);
+        self.last_records = new_records;
+        Ok(true)
+    }
+
+    /// Combines the files (in any order) along their time dimension.
+    pub fn new(mut files: Vec<Dataset>) -> Result<Combination, CombineError> {
+        if files.is_empty() {
+            return Err(CombineError::Empty);
+        }
+        let first_time = time_coordinate(&files[0]).ok_or_else(|| {
+            refused(format!(
+                "{}: no time coordinate (a coordinate with units '<unit> since <date>')",
+                file_name(&files[0].source_url)
+            ))
+        })?;
+        let time_dim = first_time.name.clone();
+        let calendar_name = calendar_of(first_time);
+        let calendar = CfCalendar::parse(&calendar_name);
+
+        // Each file's time axis.
+        let mut axes = Vec::with_capacity(files.len());
+        for f in &files {
+            if let Some(t) = f.root.arrays.iter().find(|a| a.name == time_dim) {
+                let cal = calendar_of(t);
+                if CfCalendar::parse(&cal) != calendar {
+                    return Err(refused(format!(
+                        "calendars differ: {} uses '{calendar_name}', {} uses '{cal}'",
+                        file_name(&files[0].source_url),
+                        file_name(&f.source_url)
+                    )));
+                }
+            }
+            axes.push(file_axis(f, &time_dim, calendar)?);
+        }
+
+        // Order the files by time, deterministically: the earliest file's units become the
+        // combined units, whatever order the files came in.
+        let probe = axes[0].epoch;
+        let mut starts = Vec::with_capacity(files.len());
+        for (f, a) in files.iter().zip(&axes) {
+            let offset = seconds_since(&a.epoch, calendar, &probe)
+                .map_err(|e| refused(format!("{}: {e}", file_name(&f.source_url))))?;
+            let first = a.values.iter().copied().fold(f64::INFINITY, f64::min);
+            starts.push(offset + first * a.seconds_per_unit);
+        }
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by(|&i, &j| {
+            starts[i]
+                .partial_cmp(&starts[j])
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| files[i].source_url.cmp(&files[j].source_url))
+        });
+        let mut sorted_files = Vec::with_capacity(files.len());
+        let mut sorted_axes = Vec::with_capacity(files.len());
+        let mut taken: Vec<Option<(Dataset, TimeAxis)>> =
+            files.drain(..).zip(axes).map(Some).collect();
+        for i in order {
+            let (f, a) = taken[i].take().expect("each index once");
+            sorted_files.push(f);
+            sorted_axes.push(a);
+        }
+        let files = sorted_files;
+        let axes = sorted_axes;
+
+        // Combined time values in the earliest file's units.
+        let reference = axes[0].epoch;
+        let same_units = axes.iter().all(|a| a.units == axes[0].units);
+        let mut combined: Vec<f64> = Vec::new();
+        let mut bounds: Vec<(f64, f64)> = Vec::new();
+        for (f, a) in files.iter().zip(&axes) {
+            let name = file_name(&f.source_url);
+            let offset = seconds_since(&a.epoch, calendar, &reference)
+                .map_err(|e| refused(format!("{name}: {e}")))?;
+            let converted: Vec<f64> = if same_units {
+                a.values.clone()
+            } else {
+                a.values
+                    .iter()
+                    .map(|v| (offset + v * a.seconds_per_unit) / axes[0].seconds_per_unit)
+                    .collect()
+            };
+            if converted.windows(2).any(|w| w[1] <= w[0]) {
+                return Err(refused(format!(
+                    "{name}: time values are not strictly increasing"
+                )));
+            }
+            if let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) {
+                bounds.push((lo, hi));
+            }
+            combined.extend(converted);
+        }
+        for (k, w) in bounds.windows(2).enumerate() {
+            // A file may repeat the instant its predecessor ended on (xarray keeps both, and
+            // so do we); starting before that instant is an overlap.
+            if w[1].0 < w[0].1 {
+                return Err(refused(format!(
+                    "overlapping times: {} ends at {} but {} starts at {} ({} units)",
+                    file_name(&files[k].source_url),
+                    w[0].1,
+                    file_name(&files[k + 1].source_url),
+                    w[1].0,
+                    axes[0].units
+                )));
+            }
+        }
+
+        if !same_units
+            && let Some(b) = attr_str(
+                files[0]
+                    .root
+                    .arrays
+                    .iter()
+                    .find(|a| a.name == time_dim)
+                    .expect("found above"),
+                "bounds",
+            )
+        {
             return Err(refused(format!(
-                "{name}: time values are not strictly increasing"
+                "time units differ between files ({}) and the time bounds '{b}' are stored in each file's own units; combining them by reference would mix units",
+                axes.iter()
+                    .map(|a| a.units.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
-        if let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) {
-            bounds.push((lo, hi));
-        }
-        combined.extend(converted);
-    }
-    for (k, w) in bounds.windows(2).enumerate() {
-        // A file may repeat the instant its predecessor ended on (xarray keeps both, and
-        // so do we); starting before that instant is an overlap.
-        if w[1].0 < w[0].1 {
-            return Err(refused(format!(
-                "overlapping times: {} ends at {} but {} starts at {} ({} units)",
-                file_name(&files[k].source_url),
-                w[0].1,
-                file_name(&files[k + 1].source_url),
-                w[1].0,
-                axes[0].units
-            )));
-        }
-    }
 
-    if !same_units
-        && let Some(b) = attr_str(
-            files[0]
-                .root
-                .arrays
-                .iter()
-                .find(|a| a.name == time_dim)
-                .expect("found above"),
-            "bounds",
-        )
-    {
-        return Err(refused(format!(
-            "time units differ between files ({}) and the time bounds '{b}' are stored in each file's own units; combining them by reference would mix units",
-            axes.iter()
-                .map(|a| a.units.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-
-    let mut out = files[0].clone();
-    out.source_url = files[0].source_url.clone();
-    out.source_size = files.iter().map(|f| f.source_size).sum();
-    let lengths: Vec<u64> = files
-        .iter()
-        .map(|f| {
-            f.root
-                .arrays
-                .iter()
-                .find(|a| a.name == time_dim)
-                .map_or(0, |a| a.shape[0])
-        })
-        .collect();
-    let total: u64 = lengths.iter().sum();
-
-    let mut arrays = Vec::with_capacity(out.root.arrays.len());
-    for base in &files[0].root.arrays {
-        let along_time = base.dimensions.first().is_some_and(|d| d == &time_dim);
-        let others: Vec<&Array> = files[1..]
+        let mut out = files[0].clone();
+        out.source_url = files[0].source_url.clone();
+        out.source_size = files.iter().map(|f| f.source_size).sum();
+        let lengths: Vec<u64> = files
             .iter()
             .map(|f| {
                 f.root
                     .arrays
                     .iter()
-                    .find(|a| a.name == base.name)
-                    .ok_or_else(|| {
-                        refused(format!(
-                            "variable '{}' is in {} but not in {}",
-                            base.name,
-                            file_name(&files[0].source_url),
-                            file_name(&f.source_url)
-                        ))
-                    })
+                    .find(|a| a.name == time_dim)
+                    .map_or(0, |a| a.shape[0])
             })
-            .collect::<Result<_, _>>()?;
-        for (o, f) in others.iter().zip(&files[1..]) {
-            check_compatible(base, o, &files[0].source_url, &f.source_url, along_time)?;
+            .collect();
+        let total: u64 = lengths.iter().sum();
+
+        let mut arrays = Vec::with_capacity(out.root.arrays.len());
+        for base in &files[0].root.arrays {
+            let along_time = base.dimensions.first().is_some_and(|d| d == &time_dim);
+            let others: Vec<&Array> = files[1..]
+                .iter()
+                .map(|f| {
+                    f.root
+                        .arrays
+                        .iter()
+                        .find(|a| a.name == base.name)
+                        .ok_or_else(|| {
+                            refused(format!(
+                                "variable '{}' is in {} but not in {}",
+                                base.name,
+                                file_name(&files[0].source_url),
+                                file_name(&f.source_url)
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            for (o, f) in others.iter().zip(&files[1..]) {
+                check_compatible(base, o, &files[0].source_url, &f.source_url, along_time)?;
+            }
+            if base.name == time_dim {
+                arrays.push(time_array(base, &combined, same_units, &axes[0].units));
+                continue;
+            }
+            if !along_time {
+                arrays.push(base.clone());
+                continue;
+            }
+            arrays.push(concat(base, &others, &files, &lengths, total)?);
         }
-        if base.name == time_dim {
-            arrays.push(time_array(base, &combined, same_units, &axes[0].units));
-            continue;
-        }
-        if !along_time {
-            arrays.push(base.clone());
-            continue;
-        }
-        arrays.push(concat(base, &others, &files, &lengths, total)?);
+        out.root = Group {
+            name: String::new(),
+            attributes: files[0].root.attributes.clone(),
+            groups: Vec::new(),
+            arrays,
+        };
+        out.refused = files.iter().flat_map(|f| f.refused.clone()).collect();
+        out.refused.dedup();
+        let last = files.len() - 1;
+        let last_end = bounds.last().map_or(f64::NEG_INFINITY, |b| b.1);
+        let last_start = {
+            let a = &axes[last];
+            let offset = seconds_since(&a.epoch, calendar, &reference)
+                .map_err(|e| refused(format!("{}: {e}", file_name(&files[last].source_url))))?;
+            offset + a.values.iter().copied().fold(f64::INFINITY, f64::min) * a.seconds_per_unit
+        };
+        Ok(Combination {
+            time_dim: time_dim.clone(),
+            same_units,
+            times: combined,
+            last_url: files[last].source_url.clone(),
+            last_start,
+            last_end,
+            last_records: lengths[last],
+            base: files.into_iter().next().expect("not empty"),
+            combined: out,
+        })
     }
-    out.root = Group {
-        name: String::new(),
-        attributes: files[0].root.attributes.clone(),
-        groups: Vec::new(),
-        arrays,
-    };
-    out.refused = files.iter().flat_map(|f| f.refused.clone()).collect();
-    out.refused.dedup();
-    Ok(out)
 }
 
 /// Fill values are equal when they are the same value; NaN is one value here.
@@ -489,36 +672,46 @@ fn concat(
     let capacity: usize = parts.iter().map(|p| p.manifest.len()).sum();
     let mut manifest = ChunkManifest::with_capacity(ndim, capacity);
     let mut first_chunk = 0u64;
-    let mut index = vec![0u64; ndim];
     for (part, n) in parts.iter().zip(lengths) {
-        for (key, chunk) in part.manifest.iter() {
-            index.copy_from_slice(key);
-            index[0] += first_chunk;
-            let moved = match chunk {
-                ChunkRef::Range {
-                    path,
-                    offset,
-                    length,
-                } => {
-                    let url = &part.manifest.paths()[*path as usize];
-                    ChunkRef::Range {
-                        path: manifest.path_id(url),
-                        offset: *offset,
-                        length: *length,
-                    }
-                }
-                inline => inline.clone(),
-            };
-            manifest
-                .push(&index, moved)
-                .map_err(|e| refused(e.to_string()))?;
-        }
+        append_chunks(&mut manifest, part, first_chunk)?;
         first_chunk += n / c;
     }
     let mut a = base.clone();
     a.shape[0] = total;
     a.manifest = manifest;
     Ok(a)
+}
+
+/// Adds `part`'s chunks to `manifest`, moved `first_chunk` chunks along time.
+fn append_chunks(
+    manifest: &mut ChunkManifest,
+    part: &Array,
+    first_chunk: u64,
+) -> Result<(), CombineError> {
+    let mut index = vec![0u64; part.shape.len()];
+    for (key, chunk) in part.manifest.iter() {
+        index.copy_from_slice(key);
+        index[0] += first_chunk;
+        let moved = match chunk {
+            ChunkRef::Range {
+                path,
+                offset,
+                length,
+            } => {
+                let url = &part.manifest.paths()[*path as usize];
+                ChunkRef::Range {
+                    path: manifest.path_id(url),
+                    offset: *offset,
+                    length: *length,
+                }
+            }
+            inline => inline.clone(),
+        };
+        manifest
+            .push(&index, moved)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The dataset a file belongs to, from its global attributes: the CMIP6 DRS id
@@ -698,6 +891,51 @@ mod tests {
             Err(CombineError::Refused(m)) => m,
             other => panic!("expected a refusal, got {:?}", other.map(|d| d.source_url)),
         }
+    }
+
+    #[test]
+    fn appending_at_the_end_gives_what_combining_all_gives() {
+        let units = "days since 2000-01-01";
+        let files: Vec<Dataset> = (0..6)
+            .map(|k| {
+                let t = [2.0 * k as f64, 2.0 * k as f64 + 1.0];
+                file(&format!("file:///f{k}.nc"), &t, units, 1)
+            })
+            .collect();
+        let mut grown = Combination::new(vec![files[0].clone()]).unwrap();
+        for f in &files[1..] {
+            assert!(grown.append(f.clone()).unwrap(), "{}", f.source_url);
+        }
+        let whole = combine(files.clone()).unwrap();
+        assert_eq!(refs(grown.dataset()), refs(&whole));
+        // Stored and read back, it goes on growing the same way.
+        let stored = postcard::to_stdvec(&grown).unwrap();
+        let mut back: Combination = postcard::from_bytes(&stored).unwrap();
+        let later = file("file:///g.nc", &[12.0, 13.0], "hours since 2000-01-13", 1);
+        // Other units change how every time value is written: not an append.
+        assert!(!back.append(later).unwrap());
+        let next = file("file:///g.nc", &[12.0, 13.0], units, 1);
+        assert!(back.append(next.clone()).unwrap());
+        let mut all = files.clone();
+        all.push(next);
+        assert_eq!(refs(back.dataset()), refs(&combine(all).unwrap()));
+        // A file in the middle, or overlapping the last, is left to a full combine.
+        let middle = file("file:///m.nc", &[4.5], units, 1);
+        assert!(!back.append(middle).unwrap());
+        let overlap = file("file:///o.nc", &[13.5, 20.0], units, 1);
+        assert!(back.append(overlap).unwrap());
+        let behind = file("file:///p.nc", &[19.0, 30.0], units, 1);
+        assert!(!back.append(behind).unwrap());
+    }
+
+    #[test]
+    fn a_partial_last_chunk_stops_appending() {
+        let units = "days since 2000-01-01";
+        let a = file("file:///a.nc", &[0.0, 1.0, 2.0], units, 2);
+        let b = file("file:///b.nc", &[3.0, 4.0], units, 2);
+        let mut c = Combination::new(vec![a.clone()]).unwrap();
+        assert!(!c.append(b.clone()).unwrap());
+        assert!(combine(vec![a, b]).is_err());
     }
 
     #[test]

@@ -234,9 +234,45 @@ fn source_media_type(format: SourceFormat) -> &'static str {
     }
 }
 
+/// What a dataset's item needs to know of one of its files, kept with the dataset's
+/// stored state so that the item is rebuilt without reading the file again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetMember {
+    /// The file's absolute URL.
+    pub url: String,
+    /// The key of its asset: the file's own item id.
+    pub asset_key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its own time span (RFC 3339), when it has a time coordinate.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub tracking_id: Option<String>,
+    /// Its `version` global attribute.
+    pub version: Option<String>,
+    /// Its `creation_date` global attribute.
+    pub creation_date: Option<String>,
+}
+
+impl DatasetMember {
+    pub fn of(d: &Dataset) -> Self {
+        let time = cf::describe(d).time;
+        DatasetMember {
+            url: d.source_url.clone(),
+            asset_key: item_id(d),
+            size: d.source_size,
+            start: time.as_ref().map(|t| t.start.clone()),
+            end: time.map(|t| t.end),
+            tracking_id: global(d, "tracking_id").map(str::to_string),
+            version: global(d, "version").map(str::to_string),
+            creation_date: global(d, "creation_date").map(str::to_string),
+        }
+    }
+}
+
 /// The id of a dataset's item: the dataset id with its version, when one is known.
-pub fn dataset_item_id(dataset_id: &str, files: &[Dataset]) -> String {
-    match dataset_version(files) {
+pub fn dataset_item_id(dataset_id: &str, members: &[DatasetMember]) -> String {
+    match dataset_version(members) {
         Some(v) => format!("{dataset_id}.v{v}"),
         None => dataset_id.to_string(),
     }
@@ -244,9 +280,12 @@ pub fn dataset_item_id(dataset_id: &str, files: &[Dataset]) -> String {
 
 /// The version of a dataset: a `vYYYYMMDD` directory in a file's path (the DRS layout),
 /// else a `version` global attribute, else the day of the newest `creation_date`.
-pub fn dataset_version(files: &[Dataset]) -> Option<String> {
-    for f in files {
-        for seg in f.source_url.split('/') {
+/// Members are taken in URL order, whatever order they are given in.
+pub fn dataset_version(members: &[DatasetMember]) -> Option<String> {
+    let mut sorted: Vec<&DatasetMember> = members.iter().collect();
+    sorted.sort_by(|a, b| a.url.cmp(&b.url));
+    for f in &sorted {
+        for seg in f.url.split('/') {
             if seg.len() == 9
                 && seg.starts_with('v')
                 && seg[1..].bytes().all(|b| b.is_ascii_digit())
@@ -255,15 +294,15 @@ pub fn dataset_version(files: &[Dataset]) -> Option<String> {
             }
         }
     }
-    if let Some(v) = files.iter().find_map(|f| global(f, "version")) {
+    if let Some(v) = sorted.iter().find_map(|f| f.version.as_deref()) {
         let digits: String = v.chars().filter(char::is_ascii_digit).collect();
         if digits.len() == 8 {
             return Some(digits);
         }
     }
-    files
+    sorted
         .iter()
-        .filter_map(|f| global(f, "creation_date"))
+        .filter_map(|f| f.creation_date.as_deref())
         .filter_map(|c| {
             let digits: String = c.chars().take(10).filter(char::is_ascii_digit).collect();
             (digits.len() == 8).then_some(digits)
@@ -276,35 +315,35 @@ pub fn dataset_version(files: &[Dataset]) -> Option<String> {
 /// own time span, size and tracking id, so clients can pick the files for a window.
 pub fn item_for_dataset(
     dataset_id: &str,
-    files: &[Dataset],
+    members: &[DatasetMember],
     combined: &Dataset,
     opts: &ItemOptions,
 ) -> Result<Value, ItemError> {
     let mut item = item_for_file(combined, opts)?;
-    item["id"] = json!(dataset_item_id(dataset_id, files));
+    item["id"] = json!(dataset_item_id(dataset_id, members));
     let media = source_media_type(combined.format);
     let assets = item["assets"]
         .as_object_mut()
         .ok_or_else(|| ItemError::Invalid("item has no assets".into()))?;
     let store = assets.remove("zarr");
     let single = assets.remove("source");
-    let mut sorted: Vec<&Dataset> = files.iter().collect();
-    sorted.sort_by(|a, b| a.source_url.cmp(&b.source_url));
-    for f in sorted {
+    let mut sorted: Vec<&DatasetMember> = members.iter().collect();
+    sorted.sort_by(|a, b| a.url.cmp(&b.url));
+    for f in &sorted {
         let mut asset = json!({
-            "href": f.source_url,
+            "href": f.url,
             "type": media,
             "roles": ["data"],
-            "file:size": f.source_size,
+            "file:size": f.size,
         });
-        if let Some(t) = cf::describe(f).time {
-            asset["start_datetime"] = json!(t.start);
-            asset["end_datetime"] = json!(t.end);
+        if let (Some(start), Some(end)) = (&f.start, &f.end) {
+            asset["start_datetime"] = json!(start);
+            asset["end_datetime"] = json!(end);
         }
-        if let Some(tracking) = global(f, "tracking_id") {
+        if let Some(tracking) = &f.tracking_id {
             asset["cmip6:tracking_id"] = json!(tracking);
         }
-        assets.insert(item_id(f), asset);
+        assets.insert(f.asset_key.clone(), asset);
     }
     match store {
         Some(s) => {
@@ -313,8 +352,8 @@ pub fn item_for_dataset(
         // Without combined references the bands live on the single-file asset; keep them
         // on the first file's asset then.
         None => {
-            if let (Some(Value::Object(src)), Some(first)) = (single, files.first())
-                && let Some(Value::Object(a)) = assets.get_mut(&item_id(first))
+            if let (Some(Value::Object(src)), Some(first)) = (single, members.first())
+                && let Some(Value::Object(a)) = assets.get_mut(&first.asset_key)
             {
                 for key in ["bands", "cf:parameter"] {
                     if let Some(v) = src.get(key) {

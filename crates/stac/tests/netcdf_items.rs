@@ -224,7 +224,16 @@ async fn a_dataset_item_has_an_asset_per_file_with_its_own_times() {
         refs_href: Some("file:///refs/cmip5.json".into()),
         ..ItemOptions::default()
     };
-    let mut item = zarrstac_stac::netcdf::item_for_dataset(&id, &files, &combined, &opts).unwrap();
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(
+        &id,
+        &files
+            .iter()
+            .map(zarrstac_stac::netcdf::DatasetMember::of)
+            .collect::<Vec<_>>(),
+        &combined,
+        &opts,
+    )
+    .unwrap();
     item["links"]
         .as_array_mut()
         .unwrap()

@@ -1,9 +1,8 @@
 //! The `zarrstac` command: a thin layer over the zarrstac crates.
 
+mod batch;
 mod commands;
-mod config;
-mod failed;
-mod pipeline;
+mod progress;
 mod worker;
 
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::config::PipelineConfig;
+use zarrstac_pipeline::PipelineConfig;
 
 #[derive(Args, Debug)]
 pub struct BackfillArgs {
@@ -196,7 +196,7 @@ impl<'a> Pages<'a> {
 
 async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::load(args.config.as_deref())?;
-    super::worker::apply(&mut config, &args.brokers, &args.topic, &None);
+    config.set_queue(&args.brokers, &args.topic, &None);
     if let Some(c) = &args.catalog {
         config.output.catalog = c.clone();
     }
@@ -249,15 +249,19 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     progress.set_position(state.enqueued);
     let after = state.after.clone();
     let failed_log;
-    let pipeline;
+    let runner;
     let producer: Option<rdkafka::producer::FutureProducer>;
     if args.inline && !args.dry_run {
-        failed_log = Some(crate::failed::FailedLog::open(&config.output.failed)?);
-        pipeline = Some(crate::pipeline::Pipeline::new(config.clone()).await?);
+        failed_log = Some(zarrstac_pipeline::outcome::failed_log::FailedLog::open(
+            &config.output.failed,
+        )?);
+        runner = Some(zarrstac_pipeline::Runner::new(std::sync::Arc::new(
+            zarrstac_pipeline::Stages::new(config.clone()).await?,
+        )));
         producer = None;
     } else {
         failed_log = None;
-        pipeline = None;
+        runner = None;
         producer = if args.dry_run {
             None
         } else {
@@ -280,9 +284,9 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             progress.inc(n);
             continue;
         }
-        if let (Some(p), Some(log)) = (&pipeline, &failed_log) {
+        if let (Some(r), Some(log)) = (&runner, &failed_log) {
             let label = format!("page {}", state.pages + 1);
-            let summary = super::ingest::run_sources(p, urls, log, &label).await?;
+            let summary = crate::batch::run_batch(r, urls, log, &label).await?;
             failed += summary.failed;
         } else if let Some(producer) = &producer {
             let topic = &topic;
@@ -321,8 +325,8 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     }
     state.finished = true;
     write_checkpoint(&checkpoint_path, &state)?;
-    if let Some(p) = pipeline {
-        p.close().await;
+    if let Some(r) = runner {
+        crate::batch::close(r).await;
     }
     eprintln!(
         "summary: {} objects in {} pages {}; checkpoint {}",

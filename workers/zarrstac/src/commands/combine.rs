@@ -48,9 +48,9 @@ async fn read(source: String, threshold: u64) -> anyhow::Result<Dataset> {
         })
         .await??);
     }
-    crate::pipeline::scan_inlined(location, &ScanOptions::default(), threshold)
+    let reader = zarrstac_io::RangeReader::open(location).await?;
+    zarrstac_pipeline::stages::scan_inlined(reader, &ScanOptions::default(), threshold)
         .await
-        .map(|(d, _)| d)
         .map_err(|f| anyhow::anyhow!(f.message))
 }
 
@@ -143,7 +143,15 @@ pub async fn run(args: CombineArgs) -> ExitCode {
     let (mut written, mut refused) = (0, 0);
     for (id, files) in groups {
         let n = files.len();
-        let originals = if args.item { files.clone() } else { Vec::new() };
+        let mut members: Vec<zarrstac_stac::netcdf::DatasetMember> = if args.item {
+            files
+                .iter()
+                .map(zarrstac_stac::netcdf::DatasetMember::of)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        members.sort_by(|a, b| a.url.cmp(&b.url));
         let combined = match zarrstac_refs::combine(files) {
             Ok(c) => c,
             Err(e) => {
@@ -183,7 +191,7 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url));
                 match written {
                     Ok(()) if args.item => {
-                        write_item(&id, &originals, &combined, &loc, args.collection.clone()).await
+                        write_item(&id, &members, &combined, &loc, args.collection.clone()).await
                     }
                     other => other,
                 }
@@ -224,7 +232,7 @@ pub async fn run(args: CombineArgs) -> ExitCode {
 /// Builds, validates and writes the dataset item beside its references.
 async fn write_item(
     id: &str,
-    files: &[Dataset],
+    members: &[zarrstac_stac::netcdf::DatasetMember],
     combined: &Dataset,
     refs: &Location,
     collection: Option<String>,
@@ -234,7 +242,7 @@ async fn write_item(
         refs_href: Some(refs.url.clone()),
         ..Default::default()
     };
-    let mut item = zarrstac_stac::netcdf::item_for_dataset(id, files, combined, &opts)?;
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(id, members, combined, &opts)?;
     zarrstac_catalog::StaticCatalog::link_item(&mut item);
     let problems = zarrstac_stac::Validator::new().validate(&item);
     if let Some(p) = problems.first() {

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::PipelineConfig;
-use crate::pipeline::Pipeline;
+use zarrstac_pipeline::PipelineConfig;
+use zarrstac_pipeline::Stages;
 
 #[derive(Args, Debug)]
 pub struct ItemArgs {
@@ -39,7 +39,7 @@ async fn item(args: ItemArgs) -> anyhow::Result<()> {
     if args.collection.is_some() {
         config.stac.collection = args.collection.clone();
     }
-    let pipeline = Pipeline::new(config).await?;
+    let pipeline = Stages::new(config).await?;
     let (mut item, _) = pipeline
         .build_item(&args.source, false)
         .await

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use zarrstac_catalog::{BatchWriter, ItemOutcome};
 
-use crate::config::PipelineConfig;
+use zarrstac_pipeline::PipelineConfig;
 
 #[derive(Args, Debug)]
 pub struct PublishArgs {

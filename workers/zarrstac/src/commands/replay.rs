@@ -3,9 +3,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::PipelineConfig;
-use crate::failed::{FailedLog, FailedRecord, ReplayFilter, read_records, write_records};
-use crate::pipeline::Pipeline;
+use zarrstac_pipeline::PipelineConfig;
+use zarrstac_pipeline::outcome::failed_log::{
+    FailedLog, FailedRecord, ReplayFilter, read_records, write_records,
+};
+use zarrstac_pipeline::{Runner, Stages};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -108,7 +110,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let filter = args.filter()?;
     if args.brokers.is_some() || args.dlq_topic.is_some() {
-        super::worker::apply(&mut config, &args.brokers, &args.topic, &args.dlq_topic);
+        config.set_queue(&args.brokers, &args.topic, &args.dlq_topic);
         let wc = &config.worker;
         let done = crate::worker::replay::replay_dlq(wc, &filter, args.limit, args.dry_run).await?;
         eprintln!(
@@ -158,10 +160,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_file(&scratch);
     let scratch_log = FailedLog::open(&scratch)?;
     let sources: Vec<String> = chosen.iter().map(|r| r.source.clone()).collect();
-    let pipeline = Pipeline::new(config).await?;
+    let runner = Runner::new(std::sync::Arc::new(Stages::new(config).await?));
     let summary =
-        super::ingest::run_sources(&pipeline, sources.clone(), &scratch_log, "summary").await?;
-    pipeline.close().await;
+        crate::batch::run_batch(&runner, sources.clone(), &scratch_log, "summary").await?;
+    crate::batch::close(runner).await;
     let again = read_records(&scratch)?;
     let chosen_sources: std::collections::BTreeSet<&str> =
         chosen.iter().map(|r| r.source.as_str()).collect();

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::PipelineConfig;
+use zarrstac_pipeline::PipelineConfig;
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
@@ -36,29 +36,11 @@ pub struct WorkerArgs {
     metrics_addr: Option<String>,
 }
 
-/// Flags over the configuration file and environment.
-pub fn apply(
-    config: &mut PipelineConfig,
-    brokers: &Option<String>,
-    topic: &Option<String>,
-    dlq_topic: &Option<String>,
-) {
-    if let Some(b) = brokers {
-        config.worker.brokers = b.clone();
-    }
-    if let Some(t) = topic {
-        config.worker.topic = t.clone();
-    }
-    if let Some(t) = dlq_topic {
-        config.worker.dlq_topic = t.clone();
-    }
-}
-
 pub async fn run(args: WorkerArgs) -> ExitCode {
     let result = async {
         let mut config = PipelineConfig::load(args.config.as_deref())?;
         let config_path = args.config.clone();
-        apply(&mut config, &args.brokers, &args.topic, &args.dlq_topic);
+        config.set_queue(&args.brokers, &args.topic, &args.dlq_topic);
         if let Some(g) = args.group_id {
             config.worker.group_id = g;
         }

@@ -15,15 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{BorrowedHeaders, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
-use zarrstac_queue::kafka::{DlqInfo, client_config, header, header_text};
+use zarrstac_pipeline::config::{PipelineConfig, WorkerConfig};
+use zarrstac_pipeline::outcome::dead_letter_topic::{DeadLetterTopic, Letter};
+use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages};
+use zarrstac_queue::kafka::{client_config, header, header_text};
 use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
 
-use crate::config::{PipelineConfig, WorkerConfig};
-use crate::pipeline::{ErrorClass, Failure, Pipeline};
 use metrics::{Metrics, PartitionLabel};
 
 /// A message taken from the topic, owned so it can cross to a lane.
@@ -198,26 +199,28 @@ pub async fn run(
         .set("message.timeout.ms", "30000")
         .create()?;
     let lanes_n = config.run.concurrency.max(1);
-    let pipeline = Arc::new(Pipeline::new(config).await?);
+    let dead_letters = Arc::new(DeadLetterTopic::new(
+        producer,
+        &wc.dlq_topic,
+        &config.run.retry,
+    ));
+    let runner = Arc::new(Runner::new(Arc::new(Stages::new(config).await?)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let touched: Arc<Touched> = Default::default();
     let mut lanes = Vec::with_capacity(lanes_n);
     let mut lane_tasks = Vec::with_capacity(lanes_n);
     for _ in 0..lanes_n {
         let (tx, mut rx) = mpsc::channel::<Job>(2);
         lanes.push(tx);
-        let (pipeline, producer, metrics, done_tx, wc, touched) = (
-            pipeline.clone(),
-            producer.clone(),
+        let (runner, dead_letters, metrics, done_tx) = (
+            runner.clone(),
+            dead_letters.clone(),
             metrics.clone(),
             done_tx.clone(),
-            wc.clone(),
-            touched.clone(),
         );
         lane_tasks.push(tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let started = Instant::now();
-                if handle(&job, &pipeline, &touched, &producer, &metrics, &wc).await {
+                if handle(&job, &runner, &dead_letters, &metrics).await {
                     let _ = done_tx.send(Done {
                         topic: job.topic,
                         partition: job.partition,
@@ -254,7 +257,7 @@ pub async fn run(
         metrics.beat();
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => refresh_touched(&pipeline, &touched).await,
+            _ = ticker.tick() => refresh(&runner).await,
             Some(d) = done_rx.recv() => {
                 if let Some(next) = tracker.lock().complete(&d.topic, d.partition, d.offset) {
                     store(&consumer, &d, next);
@@ -330,9 +333,12 @@ pub async fn run(
             e => Err(e),
         })
         .map_err(|e| anyhow::anyhow!("committing offsets: {e}"))?;
-    refresh_touched(&pipeline, &touched).await;
-    if let Ok(p) = Arc::try_unwrap(pipeline) {
-        p.close().await;
+    refresh(&runner).await;
+    drop(lane_tasks);
+    if let Ok(runner) = Arc::try_unwrap(runner)
+        && let Ok(stages) = Arc::try_unwrap(runner.into_stages())
+    {
+        stages.close().await;
     }
     tracing::info!("worker: stopped, offsets committed");
     Ok(())
@@ -365,19 +371,22 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Refreshes the collections written meanwhile (extents, summaries; for a static catalog
+/// also its links), at most every tick: once per message would re-read a whole static
+/// collection each time.
+async fn refresh(runner: &Runner) {
+    if let Err(f) = runner.refresh().await {
+        tracing::warn!("{}", f.message);
+    }
 }
 
-/// Processes one message to its end; false when it could not be finished (the
-/// dead-letter topic was unreachable until shutdown) and must not be acknowledged.
+/// Processes one message to its end; false when it could not be finished and must not
+/// be acknowledged.
 async fn handle(
     job: &Job,
-    pipeline: &Pipeline,
-    touched: &Touched,
-    producer: &FutureProducer,
+    runner: &Runner,
+    dead_letters: &DeadLetterTopic,
     metrics: &Metrics,
-    wc: &WorkerConfig,
 ) -> bool {
     let headers: Vec<(&str, &[u8])> = job
         .headers
@@ -393,6 +402,25 @@ async fn handle(
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
     let first_failure = header_text(borrowed, header::FIRST_FAILURE);
+    fn letter<'a>(
+        job: &'a Job,
+        headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+        failure: &'a Failure,
+        attempts: u32,
+        first_failure: Option<String>,
+    ) -> Letter<'a> {
+        Letter {
+            origin_topic: &job.topic,
+            partition: job.partition,
+            offset: job.offset,
+            key: job.key.as_deref(),
+            payload: job.payload.as_deref(),
+            headers,
+            failure,
+            attempts,
+            first_failure,
+        }
+    }
     let t = Instant::now();
     let parsed = parse_message(job.payload.as_deref(), &headers);
     metrics.observe("parse", t.elapsed().as_secs_f64());
@@ -409,68 +437,34 @@ async fn handle(
             return true;
         }
         Err(e) => {
-            let failure = Failure {
-                class: ErrorClass::Permanent,
-                message: format!("malformed message: {e}"),
-            };
-            return dead_letter(
-                job,
-                borrowed,
-                &failure,
-                earlier_attempts + 1,
-                first_failure,
-                producer,
-                metrics,
-                wc,
-            )
-            .await;
+            let failure = Failure::permanent(format!("malformed message: {e}"));
+            let l = letter(job, borrowed, &failure, earlier_attempts + 1, first_failure);
+            dead_letter(dead_letters, l, metrics).await;
+            return true;
         }
     };
     let mut changed = false;
-    for request in &requests {
-        let mut attempt = 1;
-        let result = loop {
-            let t = Instant::now();
-            let r = ingest_one(
-                pipeline,
-                &request.url,
-                request.collection.as_deref(),
-                touched,
-            )
+    for request in requests {
+        let t = Instant::now();
+        let finished = runner
+            .process(&Request {
+                source: request.url.clone(),
+                collection: request.collection.clone(),
+            })
             .await;
-            metrics.observe("ingest", t.elapsed().as_secs_f64());
-            match r {
-                Err(f)
-                    if f.class == ErrorClass::Transient && attempt < wc.retry.attempts.max(1) =>
-                {
-                    metrics.retries.inc();
-                    let delay = wc.retry.backoff(attempt);
-                    tracing::warn!(
-                        "{}: {} (attempt {attempt}; retrying in {delay:?})",
-                        request.url,
-                        f.message
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(c) => changed |= c,
-            Err(f) => {
+        metrics.observe("ingest", t.elapsed().as_secs_f64());
+        for _ in 1..finished.attempts {
+            metrics.retries.inc();
+        }
+        match &finished.outcome {
+            Outcome::Ingested => changed = true,
+            Outcome::Unchanged => {}
+            Outcome::Failed(f) => {
                 tracing::error!("{}: {}", request.url, f.message);
-                return dead_letter(
-                    job,
-                    borrowed,
-                    &f,
-                    earlier_attempts + attempt,
-                    first_failure,
-                    producer,
-                    metrics,
-                    wc,
-                )
-                .await;
+                let attempts = earlier_attempts + finished.attempts;
+                let l = letter(job, borrowed, f, attempts, first_failure);
+                dead_letter(dead_letters, l, metrics).await;
+                return true;
             }
         }
     }
@@ -478,109 +472,12 @@ async fn handle(
     true
 }
 
-/// One source through the pipeline; a file of a multi-file dataset also rebuilds its
-/// dataset's item. The collection is marked for the next catalog refresh.
-async fn ingest_one(
-    pipeline: &Pipeline,
-    url: &str,
-    collection: Option<&str>,
-    touched: &Touched,
-) -> Result<bool, Failure> {
-    let done = pipeline.ingest_into(url, collection).await?;
-    let changed = match &done.dataset {
-        Some(id) => {
-            let rebuilt = pipeline
-                .rebuild_dataset(&done.collection, id, std::slice::from_ref(&done.url))
-                .await?;
-            done.changed || rebuilt
-        }
-        None => done.changed,
-    };
-    touched.lock().insert(done.collection);
-    Ok(changed)
-}
-
-/// Collections written since the last catalog refresh.
-type Touched = parking_lot::Mutex<std::collections::BTreeSet<String>>;
-
-/// Refreshes the collections written meanwhile (extents, summaries; for a static catalog
-/// also its links), at most every `interval`: once per message would re-read a whole
-/// static collection each time.
-async fn refresh_touched(pipeline: &Pipeline, touched: &Touched) {
-    let collections: Vec<String> = std::mem::take(&mut *touched.lock()).into_iter().collect();
-    if collections.is_empty() {
-        return;
-    }
-    if let Err(e) = pipeline.catalog().refresh(&collections).await {
-        tracing::warn!("refreshing collections {collections:?}: {e}");
-        touched.lock().extend(collections);
-    }
-}
-
-/// Writes the message to the dead-letter topic with why it failed, retrying until the
-/// broker takes it (nothing is dropped): a lane stuck here holds its offset back, and on
-/// shutdown the message is left unacknowledged for the next consumer.
-#[allow(clippy::too_many_arguments)]
-async fn dead_letter(
-    job: &Job,
-    original: Option<&BorrowedHeaders>,
-    failure: &Failure,
-    attempts: u32,
-    first_failure: Option<String>,
-    producer: &FutureProducer,
-    metrics: &Metrics,
-    wc: &WorkerConfig,
-) -> bool {
-    let now = now();
-    let info = DlqInfo {
-        error_class: match failure.class {
-            ErrorClass::Transient => "transient".into(),
-            ErrorClass::Permanent => "permanent".into(),
-        },
-        error: failure.message.clone(),
-        attempts,
-        origin_topic: job.topic.clone(),
-        origin_partition: job.partition,
-        origin_offset: job.offset,
-        first_failure: first_failure.unwrap_or_else(|| now.clone()),
-        last_failure: now,
-    };
-    let t = Instant::now();
-    let mut attempt = 1;
-    loop {
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&wc.dlq_topic).headers(info.headers(original));
-        if let Some(k) = &job.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(p) = &job.payload {
-            record = record.payload(p.as_slice());
-        }
-        match producer.send(record, Duration::from_secs(30)).await {
-            Ok(_) => {
-                metrics.dead_lettered.inc();
-                metrics.outcome("dead_lettered");
-                metrics.observe("dlq", t.elapsed().as_secs_f64());
-                tracing::warn!(
-                    "{}/{}@{} dead-lettered ({}, {} attempts): {}",
-                    job.topic,
-                    job.partition,
-                    job.offset,
-                    info.error_class,
-                    attempts,
-                    info.error
-                );
-                return true;
-            }
-            Err((e, _)) => {
-                let delay = wc.retry.backoff(attempt.min(20));
-                tracing::error!(
-                    "writing to the dead-letter topic {}: {e}; retrying in {delay:?}",
-                    wc.dlq_topic
-                );
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-        }
-    }
+/// Puts a message on the dead-letter topic (retrying until the broker takes it: a lane
+/// stuck here holds its offset back, and on shutdown the message is left unacknowledged
+/// for the next consumer).
+async fn dead_letter(topic: &DeadLetterTopic, letter: Letter<'_>, metrics: &Metrics) {
+    let took = topic.send(letter).await;
+    metrics.dead_lettered.inc();
+    metrics.outcome("dead_lettered");
+    metrics.observe("dlq", took.as_secs_f64());
 }

@@ -10,8 +10,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use zarrstac_queue::kafka::{DlqInfo, client_config, replay_headers};
 
-use crate::config::WorkerConfig;
-use crate::failed::ReplayFilter;
+use zarrstac_pipeline::config::WorkerConfig;
+use zarrstac_pipeline::outcome::failed_log::ReplayFilter;
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -102,7 +102,7 @@ pub async fn replay_dlq(
         let info = DlqInfo::from_headers(headers);
         let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let chosen = info.as_ref().is_some_and(|i| {
-            let record = crate::failed::FailedRecord {
+            let record = zarrstac_pipeline::outcome::failed_log::FailedRecord {
                 source: key.clone().unwrap_or_default(),
                 error_class: i.error_class.clone(),
                 message: i.error.clone(),

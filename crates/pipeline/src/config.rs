@@ -42,8 +42,6 @@ pub struct WorkerConfig {
     pub metrics_addr: String,
     /// Seconds in-flight messages may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace_s: u64,
-    /// Retries of a message whose failure is transient, before the dead-letter topic.
-    pub retry: zarrstac_io::RetryPolicy,
     /// Backfills run by the worker on a schedule.
     pub schedule: Vec<ScheduledBackfill>,
 }
@@ -71,11 +69,6 @@ impl Default for WorkerConfig {
             partitions: 4,
             metrics_addr: "127.0.0.1:9100".into(),
             shutdown_grace_s: 30,
-            retry: zarrstac_io::RetryPolicy {
-                attempts: 3,
-                initial_backoff_ms: 500,
-                max_backoff_ms: 10_000,
-            },
             schedule: Vec::new(),
         }
     }
@@ -118,7 +111,11 @@ pub struct StacConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunConfig {
+    /// Sources (or messages) processed at once.
     pub concurrency: usize,
+    /// Retries of a source whose failure is transient (an unreachable store or catalog),
+    /// in every job, before it is recorded as failed (or dead-lettered).
+    pub retry: zarrstac_io::RetryPolicy,
 }
 
 impl Default for OutputConfig {
@@ -152,11 +149,36 @@ impl Default for StacConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { concurrency: 4 }
+        RunConfig {
+            concurrency: 4,
+            retry: zarrstac_io::RetryPolicy {
+                attempts: 3,
+                initial_backoff_ms: 500,
+                max_backoff_ms: 10_000,
+            },
+        }
     }
 }
 
 impl PipelineConfig {
+    /// Command-line choices of broker and topics over the file and environment.
+    pub fn set_queue(
+        &mut self,
+        brokers: &Option<String>,
+        topic: &Option<String>,
+        dlq_topic: &Option<String>,
+    ) {
+        if let Some(b) = brokers {
+            self.worker.brokers = b.clone();
+        }
+        if let Some(t) = topic {
+            self.worker.topic = t.clone();
+        }
+        if let Some(t) = dlq_topic {
+            self.worker.dlq_topic = t.clone();
+        }
+    }
+
     /// Defaults, then `path` (when it exists, or must exist when named explicitly), then
     /// the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::pipeline::ErrorClass;
+use crate::failure::ErrorClass;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FailedRecord {
@@ -99,16 +99,13 @@ impl FailedLog {
         })
     }
 
-    pub async fn record(
+    pub async fn record_failure(
         &self,
         source: &str,
         class: ErrorClass,
         message: &str,
     ) -> anyhow::Result<()> {
-        let class = serde_json::to_value(class)?
-            .as_str()
-            .unwrap_or("permanent")
-            .to_string();
+        let class = class.as_str().to_string();
         let key = (source.to_string(), class.clone(), message.to_string());
         let mut known = self.known.lock().await;
         if known.contains(&key) {

@@ -1,0 +1,246 @@
+//! The runner every job drives: requests in, one outcome per request out.
+//!
+//! A request runs through the stages; a file of a multi-file dataset then joins its
+//! dataset's rebuild. Transient failures are retried through the one retry engine
+//! ([`zarrstac_io::RetryPolicy::run`]). `ingest`, `backfill --inline` and `replay` run
+//! batches ([`Runner::run_batch`]: a dataset's files of one batch make one rebuild); the
+//! worker runs requests one by one as messages arrive ([`Runner::process`]: rebuilds of
+//! one dataset coalesced).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use zarrstac_io::Location;
+use zarrstac_model::Dataset;
+
+use crate::datasets::{Rebuilds, rebuild};
+use crate::failure::Failure;
+use crate::outcome::{Finished, Outcome, OutcomeSink, Summary};
+use crate::stages::{Staged, Stages};
+
+/// One source to ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub source: String,
+    /// The collection the request asks for (else configured, else by dataset family).
+    pub collection: Option<String>,
+}
+
+impl Request {
+    pub fn new(source: impl Into<String>) -> Self {
+        Request {
+            source: source.into(),
+            collection: None,
+        }
+    }
+}
+
+/// Told of each request as it finishes (a progress bar, say).
+pub trait Progress: Send + Sync {
+    fn finished(&self, finished: &Finished);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn finished(&self, _: &Finished) {}
+}
+
+pub struct Runner {
+    stages: Arc<Stages>,
+    rebuilds: Rebuilds,
+    /// Collections written since the last refresh.
+    touched: parking_lot::Mutex<BTreeSet<String>>,
+}
+
+fn url_of(source: &str) -> String {
+    Location::parse(source)
+        .map(|l| l.url)
+        .unwrap_or_else(|_| source.to_string())
+}
+
+impl Runner {
+    pub fn new(stages: Arc<Stages>) -> Self {
+        Runner {
+            stages,
+            rebuilds: Rebuilds::default(),
+            touched: Default::default(),
+        }
+    }
+
+    pub fn stages(&self) -> &Arc<Stages> {
+        &self.stages
+    }
+
+    pub fn into_stages(self) -> Arc<Stages> {
+        self.stages
+    }
+
+    /// One request to its end: its item, or its dataset's item rebuilt with it, is in
+    /// the catalog (coalesced with other files of the dataset in flight), or it failed
+    /// after its retries.
+    pub async fn process(&self, request: &Request) -> Finished {
+        let policy = &self.stages.config.run.retry;
+        let what = format!("ingesting {}", request.source);
+        let result = policy
+            .run(&what, |_| async {
+                match self
+                    .stages
+                    .stage(&request.source, request.collection.as_deref())
+                    .await?
+                {
+                    Staged::Item {
+                        collection,
+                        changed,
+                        ..
+                    } => Ok((collection, changed)),
+                    Staged::Member(m) => {
+                        let collection = m.collection.clone();
+                        let changed = self.rebuilds.add(&self.stages, *m).await?;
+                        Ok((collection, changed))
+                    }
+                }
+            })
+            .await;
+        self.finished(request, result)
+    }
+
+    fn finished(
+        &self,
+        request: &Request,
+        result: Result<((String, bool), u32), (Failure, u32)>,
+    ) -> Finished {
+        let url = url_of(&request.source);
+        match result {
+            Ok(((collection, changed), attempts)) => {
+                self.touched.lock().insert(collection.clone());
+                Finished {
+                    source: request.source.clone(),
+                    url,
+                    collection: Some(collection),
+                    attempts,
+                    outcome: if changed {
+                        Outcome::Ingested
+                    } else {
+                        Outcome::Unchanged
+                    },
+                }
+            }
+            Err((failure, attempts)) => Finished {
+                source: request.source.clone(),
+                url,
+                collection: None,
+                attempts,
+                outcome: Outcome::Failed(failure),
+            },
+        }
+    }
+
+    /// Brings the collections written since the last refresh up to date (extents,
+    /// summaries; a static catalog's links). Kept for the next refresh when it fails.
+    pub async fn refresh(&self) -> Result<(), Failure> {
+        let collections: Vec<String> = std::mem::take(&mut *self.touched.lock())
+            .into_iter()
+            .collect();
+        if collections.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.stages.catalog().refresh(&collections).await {
+            self.touched.lock().extend(collections);
+            return Err(Failure::classify(
+                e.is_transient(),
+                format!("updating collections: {e}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A batch of requests, `concurrency` at a time; the files of each multi-file dataset
+    /// are rebuilt into it once all of the batch's files are staged. Every outcome goes to
+    /// `sink` and `progress`; collections are refreshed at the end.
+    pub async fn run_batch(
+        &self,
+        requests: Vec<Request>,
+        sink: &dyn OutcomeSink,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Summary> {
+        let policy = &self.stages.config.run.retry;
+        let mut summary = Summary::default();
+        let staged = futures::stream::iter(requests)
+            .map(|request| async move {
+                let what = format!("ingesting {}", request.source);
+                let r = policy
+                    .run(&what, |_| {
+                        self.stages
+                            .stage(&request.source, request.collection.as_deref())
+                    })
+                    .await;
+                (request, r)
+            })
+            .buffer_unordered(self.stages.config.run.concurrency.max(1));
+        futures::pin_mut!(staged);
+        // Files of multi-file datasets, by (collection, dataset id).
+        type Members = Vec<(Request, Dataset, bool, u32)>;
+        let mut datasets: BTreeMap<(String, String), Members> = BTreeMap::new();
+        while let Some((request, result)) = staged.next().await {
+            let finished = match result {
+                Ok((Staged::Member(m), attempts)) => {
+                    let m = *m;
+                    datasets
+                        .entry((m.collection, m.dataset_id))
+                        .or_default()
+                        .push((request, m.dataset, m.refs_changed, attempts));
+                    continue;
+                }
+                Ok((
+                    Staged::Item {
+                        collection,
+                        changed,
+                        ..
+                    },
+                    attempts,
+                )) => self.finished(&request, Ok(((collection, changed), attempts))),
+                Err(e) => self.finished(&request, Err(e)),
+            };
+            self.report(&finished, sink, progress, &mut summary).await?;
+        }
+        for ((collection, id), members) in datasets {
+            let files: Vec<Dataset> = members.iter().map(|m| m.1.clone()).collect();
+            let what = format!("rebuilding dataset {id}");
+            let result = policy
+                .run(&what, |_| {
+                    rebuild(&self.stages, &collection, &id, files.clone())
+                })
+                .await;
+            for (request, _, refs_changed, attempts) in members {
+                let r = match &result {
+                    Ok((changed, more)) => Ok((
+                        (collection.clone(), *changed || refs_changed),
+                        attempts + more - 1,
+                    )),
+                    Err((f, more)) => Err((f.clone(), attempts + more - 1)),
+                };
+                let finished = self.finished(&request, r);
+                self.report(&finished, sink, progress, &mut summary).await?;
+            }
+        }
+        if let Err(f) = self.refresh().await {
+            anyhow::bail!("{}", f.message);
+        }
+        Ok(summary)
+    }
+
+    async fn report(
+        &self,
+        finished: &Finished,
+        sink: &dyn OutcomeSink,
+        progress: &dyn Progress,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        summary.add(finished);
+        progress.finished(finished);
+        sink.record(finished).await
+    }
+}

@@ -1,0 +1,339 @@
+//! The stages every job runs for one source: detect, scan, write references, build and
+//! validate the item, write it to the catalog. A file of a multi-file dataset stops after
+//! its references: its item is its dataset's ([`crate::datasets`]).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use zarrstac_catalog::{BatchWriter, CatalogSink, ItemOutcome};
+use zarrstac_formats::ScanOptions;
+use zarrstac_io::{Location, RangeReader};
+use zarrstac_model::Dataset;
+use zarrstac_stac::{ItemOptions, StoreStyle, Validator};
+
+use crate::config::PipelineConfig;
+use crate::failure::Failure;
+use crate::source::{Detected, SourceKind, detect};
+
+/// Reads a NetCDF/HDF5 file's metadata with its chunks of at most `inline_threshold`
+/// bytes inlined: the input of references and items.
+pub async fn scan_inlined(
+    reader: RangeReader,
+    scan: &ScanOptions,
+    inline_threshold: u64,
+) -> Result<Dataset, Failure> {
+    let mut dataset = zarrstac_formats::scan(reader.clone(), scan).await?;
+    zarrstac_refs::inline_small_chunks(&mut dataset, &reader, inline_threshold).await?;
+    Ok(dataset)
+}
+
+/// A file of a multi-file dataset, scanned and with its own references written.
+#[derive(Debug, Clone)]
+pub struct MemberFile {
+    pub collection: String,
+    /// The dataset it belongs to.
+    pub dataset_id: String,
+    /// Its metadata as read (chunks inlined as in its references).
+    pub dataset: Dataset,
+    /// Its own references changed.
+    pub refs_changed: bool,
+}
+
+/// What the stages did with one source.
+#[derive(Debug, Clone)]
+pub enum Staged {
+    /// The source's own item is in the catalog.
+    Item {
+        collection: String,
+        item_id: String,
+        changed: bool,
+    },
+    /// A file of a multi-file dataset: its dataset's item is still to be rebuilt.
+    Member(Box<MemberFile>),
+}
+
+pub struct Stages {
+    pub config: PipelineConfig,
+    writer: BatchWriter,
+    refs_root: Location,
+    validator: Arc<Validator>,
+    scan: ScanOptions,
+    style: StoreStyle,
+}
+
+impl Stages {
+    /// Opens the catalog named in the configuration (static, STAC API or pgstac).
+    pub async fn new(config: PipelineConfig) -> anyhow::Result<Stages> {
+        let sink = zarrstac_catalog::open(&config.output.catalog, &config.catalog).await?;
+        Stages::with_sink(config, sink)
+    }
+
+    /// The stages writing into `sink` (any catalog, an in-memory one in tests).
+    pub fn with_sink(config: PipelineConfig, sink: Arc<dyn CatalogSink>) -> anyhow::Result<Stages> {
+        let writer = BatchWriter::new(
+            sink,
+            config.catalog.batch_size,
+            std::time::Duration::from_millis(config.catalog.batch_linger_ms),
+        );
+        let refs_root = Location::parse(&config.output.refs_root)?;
+        let style = StoreStyle::parse(&config.stac.store_style)
+            .ok_or_else(|| anyhow::anyhow!("unknown store style {}", config.stac.store_style))?;
+        Ok(Stages {
+            scan: ScanOptions {
+                materialize_limit: config.refs.materialize_limit,
+                ..ScanOptions::default()
+            },
+            writer,
+            refs_root,
+            validator: Arc::new(Validator::new()),
+            style,
+            config,
+        })
+    }
+
+    /// The catalog items go to.
+    pub fn catalog(&self) -> &Arc<dyn CatalogSink> {
+        self.writer.sink()
+    }
+
+    /// Where references (and dataset state) are written.
+    pub fn refs_root(&self) -> &Location {
+        &self.refs_root
+    }
+
+    pub fn style(&self) -> &StoreStyle {
+        &self.style
+    }
+
+    /// Sends the items still waiting in a batch; call once at the end of a run.
+    pub async fn close(self) {
+        self.writer.close().await;
+    }
+
+    /// Links, validates and writes an item; `Ok(true)` when the catalog changed.
+    pub async fn publish(&self, mut item: Value) -> Result<bool, Failure> {
+        self.catalog().prepare_item(&mut item);
+        self.check(&item)?;
+        let id = item["id"].as_str().unwrap_or("?").to_string();
+        match self.writer.write(item).await {
+            Ok(ItemOutcome::Written) => Ok(true),
+            Ok(ItemOutcome::Unchanged) => Ok(false),
+            Ok(ItemOutcome::Rejected(reason)) => Err(Failure::permanent(format!(
+                "catalog {} refused item '{id}': {reason}",
+                self.catalog().url()
+            ))),
+            Err(e) => Err(Failure::classify(
+                e.is_transient(),
+                format!("writing item '{id}': {e}"),
+            )),
+        }
+    }
+
+    /// Validates an item against the vendored schemas; a violation is permanent.
+    pub fn check(&self, item: &Value) -> Result<(), Failure> {
+        let problems = self.validator.validate(item);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = problems.iter().take(3).map(|p| p.to_string()).collect();
+        Err(Failure::permanent(format!(
+            "item '{}' violates the STAC schemas ({} problems): {}",
+            item["id"].as_str().unwrap_or("?"),
+            problems.len(),
+            shown.join("; ")
+        )))
+    }
+
+    fn item_options(&self, collection: Option<String>) -> ItemOptions {
+        ItemOptions {
+            collection,
+            store_style: self.style.clone(),
+            ..ItemOptions::default()
+        }
+    }
+
+    /// Builds the item of one source (writing its references when it is a file), without
+    /// touching the catalog. `Ok((item, references changed))`.
+    pub async fn build_item(
+        &self,
+        source: &str,
+        write_refs: bool,
+    ) -> Result<(Value, bool), Failure> {
+        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
+        let detected = detect(&location).await?;
+        let configured = self.config.stac.collection.clone();
+        match self.read(location, detected, configured).await? {
+            Read::Zarr(item) => Ok((item, false)),
+            Read::File {
+                dataset,
+                collection,
+                reader,
+            } => {
+                let (item, changed) = self
+                    .file_item(&dataset, &collection, &reader, write_refs)
+                    .await?;
+                Ok((item, changed))
+            }
+        }
+    }
+
+    /// Runs every stage for one source, with the collection chosen by the request (else
+    /// configured, else by dataset family).
+    pub async fn stage(&self, source: &str, collection: Option<&str>) -> Result<Staged, Failure> {
+        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
+        let detected = detect(&location).await?;
+        let configured = collection
+            .map(str::to_string)
+            .or_else(|| self.config.stac.collection.clone());
+        match self.read(location, detected, configured).await? {
+            Read::Zarr(item) => {
+                let collection = item["collection"].as_str().unwrap_or_default().to_string();
+                let item_id = item["id"].as_str().unwrap_or_default().to_string();
+                let changed = self.publish(item).await?;
+                Ok(Staged::Item {
+                    collection,
+                    item_id,
+                    changed,
+                })
+            }
+            Read::File {
+                dataset,
+                collection,
+                reader,
+            } => {
+                if let Some(dataset_id) = self.dataset_of(&dataset) {
+                    let id = zarrstac_stac::netcdf::item_id(&dataset);
+                    let refs_changed = self.write_refs(&dataset, &collection, &id).await?;
+                    return Ok(Staged::Member(Box::new(MemberFile {
+                        collection,
+                        dataset_id,
+                        dataset: *dataset,
+                        refs_changed,
+                    })));
+                }
+                let (item, refs_changed) =
+                    self.file_item(&dataset, &collection, &reader, true).await?;
+                let item_id = item["id"].as_str().unwrap_or_default().to_string();
+                let written = self.publish(item).await?;
+                Ok(Staged::Item {
+                    collection,
+                    item_id,
+                    changed: refs_changed || written,
+                })
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        location: Location,
+        detected: Detected,
+        collection: Option<String>,
+    ) -> Result<Read, Failure> {
+        let url = location.url.clone();
+        match (detected.kind, detected.reader) {
+            (SourceKind::ZarrV2, _) => {
+                let dataset = zarrstac_formats::zarr::scan_zarr(location).await?;
+                let item =
+                    zarrstac_stac::eopf::item_for_eopf(&dataset, &self.item_options(collection))
+                        .map_err(|e| Failure::permanent(format!("{url}: {e}")))?;
+                Ok(Read::Zarr(item))
+            }
+            (SourceKind::NetCdf3 | SourceKind::Hdf5, Some(reader)) => {
+                let dataset = scan_inlined(
+                    reader.clone(),
+                    &self.scan,
+                    self.config.refs.inline_threshold,
+                )
+                .await?;
+                let collection =
+                    collection.unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
+                Ok(Read::File {
+                    dataset: Box::new(dataset),
+                    collection,
+                    reader,
+                })
+            }
+            (kind, _) => Err(Failure::permanent(format!(
+                "{url}: a {} is not a source this job ingests{}",
+                kind.name(),
+                match kind {
+                    SourceKind::ZarrV3 => " yet (Zarr v2 stores, NetCDF and HDF5 files are)",
+                    SourceKind::KerchunkReferences => {
+                        " (references are combined with `zarrstac combine`)"
+                    }
+                    _ => "",
+                }
+            ))),
+        }
+    }
+
+    /// The multi-file dataset a file belongs to: by its CMIP attributes, else by the
+    /// configured path template.
+    fn dataset_of(&self, dataset: &Dataset) -> Option<String> {
+        zarrstac_refs::combine::dataset_id(dataset).or_else(|| {
+            self.config
+                .datasets
+                .path_template
+                .as_deref()
+                .and_then(|t| zarrstac_refs::combine::dataset_id_from_path(&dataset.source_url, t))
+        })
+    }
+
+    /// Where a file's (or a dataset's) references go.
+    pub fn refs_location(&self, collection: &str, id: &str) -> Location {
+        self.refs_root.join(&format!("{collection}/{id}.json"))
+    }
+
+    /// Writes a dataset's kerchunk references; `Ok(true)` when they changed.
+    pub async fn write_refs(
+        &self,
+        dataset: &Dataset,
+        collection: &str,
+        id: &str,
+    ) -> Result<bool, Failure> {
+        let mut bytes = Vec::new();
+        zarrstac_refs::write_kerchunk(dataset, &mut bytes)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+        for r in zarrstac_refs::report(dataset) {
+            tracing::info!(target: "zarrstac::report", "{}: {r}", dataset.source_url);
+        }
+        Ok(self
+            .refs_location(collection, id)
+            .put_if_changed(bytes)
+            .await?)
+    }
+
+    async fn file_item(
+        &self,
+        dataset: &Dataset,
+        collection: &str,
+        reader: &RangeReader,
+        write_refs: bool,
+    ) -> Result<(Value, bool), Failure> {
+        let id = zarrstac_stac::netcdf::item_id(dataset);
+        let changed = if write_refs {
+            self.write_refs(dataset, collection, &id).await?
+        } else {
+            false
+        };
+        let opts = ItemOptions {
+            collection: Some(collection.to_string()),
+            refs_href: write_refs.then(|| self.refs_location(collection, &id).url),
+            store_style: self.style.clone(),
+            source_modified: Some(reader.last_modified().to_string()),
+        };
+        let item = zarrstac_stac::item_for_file(dataset, &opts)
+            .map_err(|e| Failure::permanent(format!("{}: {e}", dataset.source_url)))?;
+        Ok((item, changed))
+    }
+}
+
+enum Read {
+    Zarr(Value),
+    File {
+        dataset: Box<Dataset>,
+        collection: String,
+        reader: RangeReader,
+    },
+}

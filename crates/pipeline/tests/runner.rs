@@ -1,0 +1,289 @@
+//! The runner and the datasets module against in-memory stores and an in-memory catalog:
+//! the same files give the same outputs however they arrive, and transient catalog
+//! failures are retried.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use object_store::ObjectStoreExt;
+use serde_json::Value;
+use zarrstac_catalog::{CatalogError, CatalogSink, ItemOutcome, StaticCatalog};
+use zarrstac_io::Location;
+use zarrstac_pipeline::outcome::failed_log::FailedLog;
+use zarrstac_pipeline::{NoProgress, Outcome, PipelineConfig, Request, Runner, Stages};
+
+/// The CMIP5 series: 13 NetCDF-3 files of one dataset.
+fn series() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/shared/cmip5-netcdf3-series");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+fn config(root: &str) -> PipelineConfig {
+    let mut c = PipelineConfig::default();
+    c.output.refs_root = format!("memory://{root}/refs");
+    c.output.catalog = format!("memory://{root}/catalog");
+    c.output.failed = std::env::temp_dir()
+        .join(format!("zarrstac-{root}-failed.jsonl"))
+        .to_string_lossy()
+        .into_owned();
+    let _ = std::fs::remove_file(&c.output.failed);
+    c.run.retry.initial_backoff_ms = 1;
+    c.run.retry.max_backoff_ms = 2;
+    c
+}
+
+async fn runner(root: &str, sink: Option<Arc<dyn CatalogSink>>) -> Runner {
+    let c = config(root);
+    let stages = match sink {
+        Some(s) => Stages::with_sink(c, s).unwrap(),
+        None => Stages::new(c).await.unwrap(),
+    };
+    Runner::new(Arc::new(stages))
+}
+
+async fn finish(r: Runner) {
+    if let Ok(s) = Arc::try_unwrap(r.into_stages()) {
+        s.close().await;
+    }
+}
+
+async fn batch(root: &str, files: &[String]) {
+    let r = runner(root, None).await;
+    let log = FailedLog::open(&r.stages().config.output.failed).unwrap();
+    let requests = files.iter().map(Request::new).collect();
+    let summary = r.run_batch(requests, &log, &NoProgress).await.unwrap();
+    assert_eq!(summary.failed, 0, "{:?}", summary.failed_urls);
+    finish(r).await;
+}
+
+/// Every object under `memory://{root}/` but the stored dataset state and member
+/// records (whose bytes may differ with the path taken), by path, with the store's name
+/// replaced.
+async fn outputs(root: &str) -> Vec<(String, Vec<u8>)> {
+    use futures::TryStreamExt;
+    let loc = Location::parse(&format!("memory://{root}/")).unwrap();
+    let listed: Vec<object_store::ObjectMeta> = loc.store.list(None).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for m in listed {
+        let path = m.location.to_string();
+        if path.contains(".members/") || path.ends_with(".dataset") {
+            continue;
+        }
+        let bytes = loc
+            .store
+            .get(&m.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        // Runs differ by their store's name only.
+        let text =
+            String::from_utf8_lossy(&bytes).replace(&format!("memory://{root}/"), "memory://ROOT/");
+        out.push((path, text.into_bytes()));
+    }
+    out.sort();
+    out
+}
+
+/// Asserts the same objects with the same bytes, naming the ones that differ.
+fn assert_same(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)], what: &str) {
+    let names = |o: &[(String, Vec<u8>)]| o.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{what}: other objects");
+    let differing: Vec<&String> = got
+        .iter()
+        .zip(want)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| &a.0)
+        .collect();
+    if let Some(first) = differing.first() {
+        let a = &got.iter().find(|o| &o.0 == *first).unwrap().1;
+        let b = &want.iter().find(|o| &o.0 == *first).unwrap().1;
+        let dir = std::env::temp_dir();
+        std::fs::write(dir.join("zarrstac-got.json"), a).unwrap();
+        std::fs::write(dir.join("zarrstac-want.json"), b).unwrap();
+        panic!(
+            "{what}: {differing:?} differ (first written to {}/zarrstac-got.json and -want.json)",
+            dir.display()
+        );
+    }
+}
+
+fn dataset_item(objects: &[(String, Vec<u8>)]) -> Value {
+    let (_, bytes) = objects
+        .iter()
+        .find(|(p, _)| {
+            p.starts_with("catalog/") && p.contains("CMIP5.output") && !p.contains("/assets/")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no dataset item in {:?}",
+                objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+            )
+        });
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_one_by_one_and_two_workers_give_identical_outputs() {
+    let files = series();
+    assert_eq!(files.len(), 13);
+
+    batch("batch", &files).await;
+    let reference = outputs("batch").await;
+    let item = dataset_item(&reference);
+    assert_eq!(
+        item["assets"].as_object().unwrap().len(),
+        14,
+        "13 files and the store"
+    );
+    assert!(
+        reference.iter().any(|(p, _)| p.ends_with(
+            "CMIP5.output.MOHC.HadGEM2-ES.rcp85.mon.atmos.Amon.r1i1p1.tas.v20111124.json"
+        )),
+        "combined references: {:?}",
+        reference.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+
+    // One file per run, out of time order: appends and recombinations from what is stored.
+    let mut shuffled = files.clone();
+    shuffled.swap(0, 7);
+    shuffled.swap(3, 12);
+    for f in &shuffled {
+        batch("single", std::slice::from_ref(f)).await;
+    }
+    assert_same(&outputs("single").await, &reference, "one by one");
+
+    // Two workers taking alternate files at once, sharing the stores.
+    let (a, b) = (runner("two", None).await, runner("two", None).await);
+    let (odd, even): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(k, _)| k % 2 == 1);
+    futures::join!(drive(&a, odd), drive(&b, even));
+    finish(a).await;
+    finish(b).await;
+    // The collection's links and extent come from whichever worker refreshed last: it
+    // saw every item either way.
+    let two = outputs("two").await;
+    assert_eq!(dataset_item(&two), item);
+    let names = |o: &[(String, Vec<u8>)]| o.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&two), names(&reference));
+    for ((p, x), (_, y)) in two.iter().zip(&reference) {
+        if p.starts_with("refs/") {
+            assert!(x == y, "{p} differs");
+        }
+    }
+}
+
+async fn drive(r: &Runner, part: Vec<(usize, &String)>) {
+    for (_, f) in part {
+        let done = r.process(&Request::new(f.clone())).await;
+        assert!(
+            !matches!(done.outcome, Outcome::Failed(_)),
+            "{f}: {:?}",
+            done.outcome
+        );
+    }
+    r.refresh().await.unwrap();
+}
+
+/// A static catalog in memory that is unreachable for its first `failures` writes.
+struct Flaky {
+    inner: StaticCatalog,
+    failures: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl CatalogSink for Flaky {
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+    fn prepare_item(&self, item: &mut Value) {
+        self.inner.prepare_item(item)
+    }
+    async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(CatalogError::Unavailable("catalog is down".into()));
+        }
+        self.inner.upsert_items(items).await
+    }
+    async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
+        self.inner.delete_item(collection, id).await
+    }
+    async fn refresh(&self, collections: &[String]) -> Result<(), CatalogError> {
+        self.inner.refresh(collections).await
+    }
+}
+
+#[tokio::test]
+async fn a_catalog_that_fails_twice_then_recovers_loses_nothing() {
+    let files = series();
+    let one = [files[0].clone()];
+    let catalog = Location::parse("memory://flaky/catalog").unwrap();
+    let sink = Arc::new(Flaky {
+        inner: StaticCatalog::new(catalog),
+        failures: AtomicU32::new(2),
+    });
+    let r = runner("flaky", Some(sink.clone())).await;
+    let log_path = r.stages().config.output.failed.clone();
+    let log = FailedLog::open(&log_path).unwrap();
+    let summary = r
+        .run_batch(vec![Request::new(one[0].clone())], &log, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((summary.ingested, summary.failed), (1, 0));
+    assert_eq!(
+        sink.failures.load(Ordering::SeqCst),
+        0,
+        "both failures were met"
+    );
+    assert!(
+        !std::path::Path::new(&log_path).exists(),
+        "nothing recorded as failed"
+    );
+
+    // Down for longer than the retries last: recorded as transient, with its attempts.
+    sink.failures.store(10, Ordering::SeqCst);
+    let done = r.process(&Request::new(files[1].clone())).await;
+    assert_eq!(done.attempts, 3);
+    match done.outcome {
+        Outcome::Failed(f) => {
+            assert!(f.is_transient(), "{f}");
+            assert!(f.message.contains("catalog is down"), "{f}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sources_that_are_not_files_of_this_job_fail_with_the_reason() {
+    let r = runner("kinds", None).await;
+    let dir = std::env::temp_dir().join(format!("zarrstac-kinds-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("v3")).unwrap();
+    std::fs::write(
+        dir.join("v3/zarr.json"),
+        b"{\"zarr_format\": 3, \"node_type\": \"group\"}",
+    )
+    .unwrap();
+    let done = r
+        .process(&Request::new(dir.join("v3").to_string_lossy().into_owned()))
+        .await;
+    match done.outcome {
+        Outcome::Failed(f) => {
+            assert!(!f.is_transient());
+            assert!(f.message.contains("Zarr v3 store"), "{f}");
+            assert_eq!(done.attempts, 1, "a permanent failure is not retried");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
