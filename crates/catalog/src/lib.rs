@@ -111,6 +111,9 @@ pub trait CatalogSink: Send + Sync {
     /// catalog is unreachable, say); no item of it is known to be stored.
     async fn upsert_items(&self, items: Vec<Value>) -> Result<Vec<ItemOutcome>, CatalogError>;
 
+    /// The item as the catalog holds it, `None` when it holds none of that id.
+    async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError>;
+
     /// Removes an item (absent already: nothing to do). Used when a dataset's item is
     /// superseded by one with another id (a newer dataset version).
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError>;

@@ -348,6 +348,19 @@ impl CatalogSink for Pgstac {
         Ok(outcomes)
     }
 
+    async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError> {
+        self.with_retry(&format!("reading item {id}"), |client| async move {
+            let row = client
+                .query_opt(
+                    "SELECT pgstac.get_item($1, $2) WHERE EXISTS (SELECT 1 FROM pgstac.items WHERE id = $1 AND collection = $2)",
+                    &[&id, &collection],
+                )
+                .await?;
+            Ok(row.and_then(|r| r.get::<_, Option<Value>>(0)))
+        })
+        .await
+    }
+
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
         self.with_retry(&format!("deleting item {id}"), |client| async move {
             client

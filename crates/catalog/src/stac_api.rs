@@ -498,6 +498,19 @@ impl CatalogSink for StacApi {
         Ok(outcomes)
     }
 
+    async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError> {
+        let path = format!("/collections/{}/items/{}", encode(collection), encode(id));
+        let answer = self.send(Method::GET, &path, None).await?;
+        match answer.status {
+            s if s.is_success() => Ok(Some(answer.body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(CatalogError::Refused(format!(
+                "reading item {id} of {collection}: {}",
+                answer.reason()
+            ))),
+        }
+    }
+
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
         let path = format!("/collections/{}/items/{}", encode(collection), encode(id));
         let answer = self.send(Method::DELETE, &path, None).await?;

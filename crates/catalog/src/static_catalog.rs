@@ -296,6 +296,21 @@ impl CatalogSink for StaticCatalog {
         Ok(outcomes)
     }
 
+    async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError> {
+        let at = self.root.join(&Self::item_path(collection, id));
+        let bytes = match at.store.get(&at.path).await {
+            Ok(got) => got.bytes().await.map_err(Self::store_err(&at.url))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::store_err(&at.url)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CatalogError::Invalid {
+                url: at.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
         let folder = self.root.join(&format!("{collection}/{id}"));
         let listed: Vec<object_store::ObjectMeta> = folder

@@ -251,7 +251,9 @@ pub async fn rebuild(
     let lock = place.lock().await?;
     let locked = lock.is_some();
     loop {
+        let t = std::time::Instant::now();
         let loaded = place.load().await?;
+        tracing::debug!("dataset {dataset_id}: state read in {:?}", t.elapsed());
         let seen = loaded.as_ref().map(|(_, v)| v.clone());
         let (mut members, mut combination, previous_id) = match loaded {
             Some((s, _)) => (s.members, Some(s.combination), Some(s.item_id)),
@@ -291,6 +293,7 @@ pub async fn rebuild(
                     .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?
             }
         };
+        tracing::debug!("dataset {dataset_id}: combined in {:?}", t.elapsed());
         let item_id = dataset_item_id(dataset_id, &members);
         let changed = publish(
             stages,
@@ -307,7 +310,9 @@ pub async fn rebuild(
             combination,
             item_id,
         };
+        tracing::debug!("dataset {dataset_id}: published in {:?}", t.elapsed());
         if place.store(&state, seen.as_ref(), locked).await? {
+            tracing::debug!("dataset {dataset_id}: state stored in {:?}", t.elapsed());
             drop(lock);
             return Ok(changed);
         }
@@ -328,9 +333,15 @@ async fn publish(
     previous_id: Option<String>,
 ) -> Result<bool, Failure> {
     let collection = &place.collection;
+    let t = std::time::Instant::now();
     let mut changed = stages
         .write_refs(combination.dataset(), collection, item_id)
         .await?;
+    tracing::debug!(
+        "dataset {}: references written in {:?}",
+        place.dataset_id,
+        t.elapsed()
+    );
     let opts = ItemOptions {
         collection: Some(collection.clone()),
         refs_href: Some(stages.refs_location(collection, item_id).url),
@@ -339,6 +350,11 @@ async fn publish(
     };
     let item = item_for_dataset(&place.dataset_id, members, combination.dataset(), &opts)
         .map_err(|e| Failure::permanent(format!("dataset {}: {e}", place.dataset_id)))?;
+    tracing::debug!(
+        "dataset {}: item built in {:?}",
+        place.dataset_id,
+        t.elapsed()
+    );
     changed |= stages.publish(item).await?;
     if let Some(old) = previous_id.filter(|old| old != item_id) {
         stages.catalog().delete_item(collection, &old).await?;

@@ -216,6 +216,9 @@ impl CatalogSink for Flaky {
         }
         self.inner.upsert_items(items).await
     }
+    async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError> {
+        self.inner.get_item(collection, id).await
+    }
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
         self.inner.delete_item(collection, id).await
     }
@@ -285,5 +288,45 @@ async fn sources_that_are_not_files_of_this_job_fail_with_the_reason() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn datasets_grow_from_stored_records_without_their_files() {
+    // Copies of the series, so that files can be taken away.
+    let dir = std::env::temp_dir().join(format!("zarrstac-gone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<String> = series()
+        .iter()
+        .map(|f| {
+            let to = dir.join(std::path::Path::new(f).file_name().unwrap());
+            std::fs::copy(f, &to).unwrap();
+            to.to_string_lossy().into_owned()
+        })
+        .collect();
+    let (middle, last) = (files[5].clone(), files[12].clone());
+    let first: Vec<String> = files
+        .iter()
+        .filter(|f| **f != middle && **f != last)
+        .cloned()
+        .collect();
+    batch("gone", &first).await;
+    for f in &first {
+        std::fs::remove_file(f).unwrap();
+    }
+    // A file after the last one is appended; one in the middle recombines from the
+    // records: neither reads the files that are gone.
+    batch("gone", std::slice::from_ref(&last)).await;
+    batch("gone", std::slice::from_ref(&middle)).await;
+    let objects = outputs("gone").await;
+    let item = dataset_item(&objects);
+    assert_eq!(item["assets"].as_object().unwrap().len(), 14);
+    assert_eq!(item["properties"]["start_datetime"], "2005-12-16T00:00:00Z");
+    assert_eq!(item["properties"]["end_datetime"], "2299-12-16T00:00:00Z");
+    // The same outputs as from all files at once (names aside: other source paths).
+    batch("whole", &series()).await;
+    let whole = dataset_item(&outputs("whole").await);
+    assert_eq!(item["properties"], whole["properties"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,8 +5,6 @@ use clap::Args;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use zarrstac_pipeline::PipelineConfig;
-
 #[derive(Args, Debug)]
 pub struct BackfillArgs {
     /// Prefix to list: a directory, or an object-store URL (s3://bucket/prefix/, ...).
@@ -30,21 +28,12 @@ pub struct BackfillArgs {
     /// Objects per page (one checkpoint per page).
     #[arg(long, default_value_t = 1000)]
     page_size: usize,
-    /// Pipeline configuration (default: ./pipeline.toml when present).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Topic requests are enqueued on.
-    #[arg(long)]
-    topic: Option<String>,
-    /// Catalog for --inline.
-    #[arg(long)]
-    catalog: Option<String>,
-    /// Where references are written, for --inline.
-    #[arg(long)]
-    refs_root: Option<String>,
+    /// Configuration, and with --inline the catalog and references.
+    #[command(flatten)]
+    pipeline: super::PipelineFlags,
+    /// Where requests are enqueued.
+    #[command(flatten)]
+    queue: super::QueueFlags,
 }
 
 /// How far a backfill got.
@@ -74,13 +63,7 @@ fn write_checkpoint(path: &Path, c: &Checkpoint) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BackfillArgs) -> ExitCode {
-    match backfill(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit(backfill(args).await)
 }
 
 /// What a listed object must satisfy.
@@ -195,14 +178,8 @@ impl<'a> Pages<'a> {
 }
 
 async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let mut config = PipelineConfig::load(args.config.as_deref())?;
-    config.set_queue(&args.brokers, &args.topic, &None);
-    if let Some(c) = &args.catalog {
-        config.output.catalog = c.clone();
-    }
-    if let Some(r) = &args.refs_root {
-        config.output.refs_root = r.clone();
-    }
+    let mut config = args.pipeline.load()?;
+    config.set_queue(&args.queue.brokers, &args.queue.topic, &None);
     let prefix = zarrstac_io::Location::parse(&args.prefix)?;
     let selection = Selection::new(args.glob.as_deref(), args.since.as_deref())?;
     let checkpoint_path = args.checkpoint.clone().unwrap_or_else(|| {

@@ -1,26 +1,17 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
 use zarrstac_pipeline::outcome::failed_log::FailedLog;
-use zarrstac_pipeline::{PipelineConfig, Runner, Stages};
+use zarrstac_pipeline::{Runner, Stages};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Files, directories (searched for NetCDF/HDF5 files and Zarr stores) or URLs.
     #[arg(required = true)]
     sources: Vec<String>,
-    /// Pipeline configuration (default: ./pipeline.toml when present).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Catalog: a path or object-store URL (static catalog), an http(s) STAC API URL or a
-    /// postgresql:// pgstac database.
-    #[arg(long)]
-    catalog: Option<String>,
-    /// Where references are written (path or URL).
-    #[arg(long)]
-    refs_root: Option<String>,
+    #[command(flatten)]
+    pipeline: super::PipelineFlags,
     /// One collection id for every item.
     #[arg(long)]
     collection: Option<String>,
@@ -30,23 +21,11 @@ pub struct IngestArgs {
 }
 
 pub async fn run(args: IngestArgs) -> ExitCode {
-    match ingest(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit(ingest(args).await)
 }
 
 async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut config = PipelineConfig::load(args.config.as_deref())?;
-    if let Some(c) = args.catalog {
-        config.output.catalog = c;
-    }
-    if let Some(r) = args.refs_root {
-        config.output.refs_root = r;
-    }
+    let mut config = args.pipeline.load()?;
     if args.collection.is_some() {
         config.stac.collection = args.collection;
     }

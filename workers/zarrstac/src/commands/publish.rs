@@ -52,13 +52,7 @@ fn read_items(path: &PathBuf) -> Result<Vec<Value>, String> {
 }
 
 pub async fn run(args: PublishArgs) -> ExitCode {
-    match publish(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit(publish(args).await)
 }
 
 /// Upserts existing items into a catalog; one line per refused item, then a summary.

@@ -1,9 +1,7 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use zarrstac_pipeline::PipelineConfig;
 use zarrstac_pipeline::outcome::failed_log::{
     FailedLog, FailedRecord, ReplayFilter, read_records, write_records,
 };
@@ -11,9 +9,8 @@ use zarrstac_pipeline::{Runner, Stages};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// Pipeline configuration (default: ./pipeline.toml when present).
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    pipeline: super::PipelineFlags,
     /// The dead-letter file (default: output.failed of the configuration).
     #[arg(long)]
     failed: Option<String>,
@@ -35,22 +32,13 @@ pub struct ReplayArgs {
     /// Show what would be replayed and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Replay the dead-letter topic on these Kafka brokers (without: the embedded
+    /// With --brokers: replay the dead-letter topic to the topic (without: the embedded
     /// pipeline's dead-letter file).
-    #[arg(long)]
-    brokers: Option<String>,
+    #[command(flatten)]
+    queue: super::QueueFlags,
     /// Dead-letter topic (Kafka mode; default worker.dlq_topic).
     #[arg(long)]
     dlq_topic: Option<String>,
-    /// Topic messages are moved back to (Kafka mode; default worker.topic).
-    #[arg(long)]
-    topic: Option<String>,
-    /// Catalog (overrides the configuration).
-    #[arg(long)]
-    catalog: Option<String>,
-    /// Where references are written (overrides the configuration).
-    #[arg(long)]
-    refs_root: Option<String>,
 }
 
 fn parse_time(
@@ -85,32 +73,20 @@ impl ReplayArgs {
 }
 
 pub async fn run(args: ReplayArgs) -> ExitCode {
-    match replay(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit(replay(args).await)
 }
 
 /// Replays the embedded pipeline's dead-letter file: the selected sources run again;
 /// those that now succeed leave the file, those that fail again stay with their attempt
 /// count raised and the new reason.
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    let mut config = args.pipeline.load()?;
     if let Some(f) = &args.failed {
         config.output.failed = f.clone();
     }
-    if let Some(c) = &args.catalog {
-        config.output.catalog = c.clone();
-    }
-    if let Some(r) = &args.refs_root {
-        config.output.refs_root = r.clone();
-    }
     let filter = args.filter()?;
-    if args.brokers.is_some() || args.dlq_topic.is_some() {
-        config.set_queue(&args.brokers, &args.topic, &args.dlq_topic);
+    if args.queue.brokers.is_some() || args.dlq_topic.is_some() {
+        config.set_queue(&args.queue.brokers, &args.queue.topic, &args.dlq_topic);
         let wc = &config.worker;
         let done = crate::worker::replay::replay_dlq(wc, &filter, args.limit, args.dry_run).await?;
         eprintln!(

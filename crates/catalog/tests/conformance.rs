@@ -1,0 +1,149 @@
+//! One suite every `CatalogSink` passes: the static catalog on an in-memory store, and —
+//! against the real services the test script starts — a STAC API with Transactions
+//! (stac-fastapi-pgstac) and pgstac itself.
+//!
+//! The services are named by `ZARRSTAC_TEST_API` and `ZARRSTAC_TEST_PGSTAC`
+//! (`deploy/stack.sh env`). Without them those two cases are skipped, except under
+//! `CI=true`, where a missing service is a failure.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use zarrstac_catalog::{CatalogSink, ItemOutcome, SinkConfig, StaticCatalog};
+use zarrstac_io::Location;
+
+fn item(collection: &str, id: &str, west: f64, value: &str) -> Value {
+    json!({
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": id,
+        "collection": collection,
+        "geometry": {"type": "Polygon", "coordinates": [[
+            [west, -10.0], [west + 10.0, -10.0], [west + 10.0, 10.0], [west, 10.0], [west, -10.0]
+        ]]},
+        "bbox": [west, -10.0, west + 10.0, 10.0],
+        "properties": {"datetime": "2001-02-03T04:05:06Z", "title": value},
+        "links": [],
+        "assets": {"data": {"href": format!("s3://bucket/{id}.nc"), "roles": ["data"]}}
+    })
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+async fn get(sink: &dyn CatalogSink, collection: &str, id: &str) -> Option<Value> {
+    sink.get_item(collection, id).await.unwrap()
+}
+
+/// What every sink must do.
+async fn conformance(sink: Arc<dyn CatalogSink>) {
+    let run = unique();
+    let (c1, c2) = (format!("conf-a-{run}"), format!("conf-b-{run}"));
+    let mut items = vec![
+        item(&c1, "one", 0.0, "first"),
+        item(&c1, "two", 20.0, "first"),
+        item(&c2, "three", 40.0, "first"),
+    ];
+    for i in &mut items {
+        sink.prepare_item(i);
+    }
+
+    // New items in new collections: each is written and reads back as sent.
+    let outcomes = sink.upsert_items(items.clone()).await.unwrap();
+    assert_eq!(outcomes, vec![ItemOutcome::Written; 3], "{}", sink.url());
+    for i in &items {
+        let (c, id) = (i["collection"].as_str().unwrap(), i["id"].as_str().unwrap());
+        let got = get(&*sink, c, id)
+            .await
+            .unwrap_or_else(|| panic!("{id} not found"));
+        assert_eq!(got["id"], i["id"]);
+        assert_eq!(got["collection"], i["collection"]);
+        assert_eq!(got["properties"]["title"], "first");
+        assert_eq!(got["bbox"], i["bbox"]);
+        assert_eq!(got["assets"]["data"]["href"], i["assets"]["data"]["href"]);
+    }
+    assert!(
+        get(&*sink, &c1, "three").await.is_none(),
+        "an item is found in its own collection only"
+    );
+
+    // The same items again: an upsert, nothing refused, still one of each.
+    let again = sink.upsert_items(items.clone()).await.unwrap();
+    assert!(
+        again.iter().all(|o| !matches!(o, ItemOutcome::Rejected(_))),
+        "{again:?}"
+    );
+
+    // A changed item replaces the one held.
+    let mut changed = item(&c1, "two", 20.0, "second");
+    sink.prepare_item(&mut changed);
+    let outcome = sink.upsert_items(vec![changed]).await.unwrap();
+    assert_eq!(outcome, vec![ItemOutcome::Written]);
+    assert_eq!(
+        get(&*sink, &c1, "two").await.unwrap()["properties"]["title"],
+        "second"
+    );
+
+    // Removed, and removing what is gone is no error.
+    sink.delete_item(&c1, "one").await.unwrap();
+    assert!(get(&*sink, &c1, "one").await.is_none());
+    sink.delete_item(&c1, "one").await.unwrap();
+    assert!(
+        get(&*sink, &c1, "two").await.is_some(),
+        "only that item went"
+    );
+
+    sink.refresh(&[c1, c2]).await.unwrap();
+}
+
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: the test script starts the catalog stack for this suite")
+        }
+        _ => {
+            eprintln!(
+                "skipped: {var} is not set (deploy/stack.sh up; eval \"$(deploy/stack.sh env)\")"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn static_catalog_on_an_in_memory_store() {
+    let root = Location::parse(&format!("memory://conformance-{}/catalog", unique())).unwrap();
+    conformance(Arc::new(StaticCatalog::new(root))).await;
+}
+
+#[tokio::test]
+async fn stac_api_with_transactions() {
+    let Some(url) = service("ZARRSTAC_TEST_API") else {
+        return;
+    };
+    conformance(
+        zarrstac_catalog::open(&url, &SinkConfig::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pgstac() {
+    let Some(url) = service("ZARRSTAC_TEST_PGSTAC") else {
+        return;
+    };
+    conformance(
+        zarrstac_catalog::open(&url, &SinkConfig::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+}
