@@ -79,6 +79,32 @@ impl zarrstac_io::Retryable for CatalogError {
     }
 }
 
+/// The asset documents of an item, in order (by time). A dataset growing at its end
+/// sends only what follows the documents it sent before: `unchanged` of them, the same
+/// as then, precede `tail`.
+#[derive(Debug, Clone, Default)]
+pub struct AssetDocuments {
+    pub unchanged: usize,
+    pub tail: Vec<Value>,
+}
+
+impl AssetDocuments {
+    pub fn all(documents: Vec<Value>) -> Self {
+        AssetDocuments {
+            unchanged: 0,
+            tail: documents,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.unchanged + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What became of one item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
@@ -113,6 +139,30 @@ pub trait CatalogSink: Send + Sync {
 
     /// The item as the catalog holds it, `None` when it holds none of that id.
     async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError>;
+
+    /// Whether this catalog keeps asset documents beside an item (its files' assets), so
+    /// that an item of many files can keep only its summary assets inline.
+    fn holds_asset_documents(&self) -> bool {
+        false
+    }
+
+    /// Stores the asset documents of the item `item_id` (those it held before beyond
+    /// the new list are removed) and returns the `rel: "asset"` link the item carries to
+    /// them and whether anything changed — or `None` when `documents` holds only a tail
+    /// and the catalog needs the whole list. Only called when
+    /// [`CatalogSink::holds_asset_documents`] says so.
+    async fn put_asset_documents(
+        &self,
+        collection: &str,
+        item_id: &str,
+        documents: AssetDocuments,
+    ) -> Result<Option<(Value, bool)>, CatalogError> {
+        let _ = (collection, item_id, documents);
+        Err(CatalogError::Config {
+            url: self.url(),
+            reason: "this catalog keeps no asset documents".into(),
+        })
+    }
 
     /// Removes an item (absent already: nothing to do). Used when a dataset's item is
     /// superseded by one with another id (a newer dataset version).

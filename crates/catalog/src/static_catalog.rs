@@ -1,10 +1,10 @@
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use zarrstac_io::Location;
 
 use crate::collection::{CollectionExtent, STAC_VERSION};
-use crate::{CatalogError, CatalogSink, ItemOutcome};
+use crate::{AssetDocuments, CatalogError, CatalogSink, ItemOutcome};
 
 /// Whether a write changed anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,52 +122,6 @@ impl StaticCatalog {
             .to_string();
         Self::link_item(&mut item);
         let mut outcome = WriteOutcome::Unchanged;
-        let assets: Vec<(String, Value)> = item["assets"]
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        if let Some(links) = item["links"].as_array_mut() {
-            links.retain(|l| l["rel"] != "asset");
-        }
-        if assets.len() > self.asset_page_size {
-            // The item keeps every asset; the pages let clients fetch them in parts.
-            let pages: Vec<&[(String, Value)]> = assets.chunks(self.asset_page_size).collect();
-            for (k, page) in pages.iter().enumerate() {
-                let n = k + 1;
-                let mut links = vec![
-                    json!({"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"}),
-                    json!({"rel": "first", "href": "page-1.json", "type": "application/json"}),
-                    json!({"rel": "last", "href": format!("page-{}.json", pages.len()), "type": "application/json"}),
-                ];
-                if n > 1 {
-                    links.push(json!({"rel": "prev", "href": format!("page-{}.json", n - 1), "type": "application/json"}));
-                }
-                if n < pages.len() {
-                    links.push(json!({"rel": "next", "href": format!("page-{}.json", n + 1), "type": "application/json"}));
-                }
-                let doc = json!({
-                    "type": "AssetList",
-                    "stac_version": STAC_VERSION,
-                    "item": id,
-                    "page": n,
-                    "pages": pages.len(),
-                    "assets": page.iter().cloned().collect::<Map<String, Value>>(),
-                    "links": links,
-                });
-                let rel = format!("{collection}/{id}/assets/page-{n}.json");
-                if self.put_if_changed(&rel, pretty(&doc)).await? == WriteOutcome::Written {
-                    outcome = WriteOutcome::Written;
-                }
-            }
-            if let Some(links) = item["links"].as_array_mut() {
-                links.push(json!({
-                    "rel": "asset",
-                    "href": "./assets/page-1.json",
-                    "type": "application/json",
-                    "title": format!("{} assets in {} pages of {}", assets.len(), pages.len(), self.asset_page_size),
-                }));
-            }
-        }
         if self
             .put_if_changed(&Self::item_path(&collection, &id), pretty(&item))
             .await?
@@ -176,6 +130,171 @@ impl StaticCatalog {
             outcome = WriteOutcome::Written;
         }
         Ok(outcome)
+    }
+
+    /// Writes an item's asset documents as pages (FeatureCollections of `asset_page_size`
+    /// documents, in the order given: by time) under `<item dir>/assets/`, and an index
+    /// naming each page's time range and a digest of its bytes, so that a client finds a
+    /// window without reading every page. Of a list that grew at its end only the pages
+    /// from the first new document on are built and written. Pages beyond the last are
+    /// removed. `None`: only a tail was given and the stored pages cannot complete it.
+    pub async fn write_asset_documents(
+        &self,
+        collection: &str,
+        id: &str,
+        documents: AssetDocuments,
+    ) -> Result<Option<WriteOutcome>, CatalogError> {
+        let mut outcome = WriteOutcome::Unchanged;
+        let per_page = self.asset_page_size.max(1);
+        let assets = format!("{collection}/{id}/assets");
+        let index_rel = format!("{assets}/index.json");
+        let old_index = self.read_json(&index_rel).await.ok().flatten();
+        let old_pages: Vec<Value> = old_index
+            .as_ref()
+            .and_then(|i| i["pages"].as_array().cloned())
+            .unwrap_or_default();
+        let total = documents.len();
+        // From the page of the last unchanged document: its neighbour links may change.
+        let first_page = documents.unchanged.saturating_sub(1) / per_page;
+        // The documents of the first page to build that were sent before.
+        let mut carried: Vec<Value> = Vec::new();
+        if documents.unchanged > 0 {
+            let same_layout = old_index.as_ref().is_some_and(|i| {
+                i["page_size"].as_u64() == Some(per_page as u64)
+                    && i["numberMatched"].as_u64() >= Some(documents.unchanged as u64)
+            });
+            if !same_layout || old_pages.len() < first_page {
+                return Ok(None);
+            }
+            let keep = documents.unchanged - first_page * per_page;
+            if keep > 0 {
+                let page = self
+                    .read_json(&format!("{assets}/page-{}.json", first_page + 1))
+                    .await?;
+                let features = page
+                    .as_ref()
+                    .and_then(|p| p["features"].as_array())
+                    .filter(|f| f.len() >= keep);
+                match features {
+                    Some(f) => carried = f[..keep].to_vec(),
+                    None => return Ok(None),
+                }
+            }
+        }
+        let mut index_pages: Vec<Value> = old_pages.into_iter().take(first_page).collect();
+        let digests: std::collections::HashMap<String, String> = index_pages
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p["href"].as_str()?.to_string(),
+                    p["zarrstac:digest"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let n_pages = total.div_ceil(per_page);
+        let link = |d: Value| {
+            let mut d = d;
+            d["links"] = json!([
+                {"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"},
+                {"rel": "collection", "href": "../../collection.json", "type": "application/json"},
+                {"rel": "root", "href": "../../../catalog.json", "type": "application/json"},
+            ]);
+            d
+        };
+        let rest: Vec<Value> = carried
+            .into_iter()
+            .chain(documents.tail.into_iter().map(link))
+            .collect();
+        for (k, page) in rest.chunks(per_page).enumerate() {
+            let n = first_page + k + 1;
+            let mut links = vec![
+                json!({"rel": "self", "href": format!("./page-{n}.json"), "type": "application/geo+json"}),
+                json!({"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"}),
+                json!({"rel": "first", "href": "./page-1.json", "type": "application/geo+json"}),
+            ];
+            if n > 1 {
+                links.push(json!({"rel": "prev", "href": format!("./page-{}.json", n - 1), "type": "application/geo+json"}));
+            }
+            if n < n_pages {
+                links.push(json!({"rel": "next", "href": format!("./page-{}.json", n + 1), "type": "application/geo+json"}));
+            }
+            // No totals here: a page's bytes change only when its own documents (or its
+            // neighbours) do; the index holds the totals.
+            let doc = json!({
+                "type": "FeatureCollection",
+                "numberReturned": page.len(),
+                "features": page,
+                "links": links,
+            });
+            let bytes = pretty(&doc);
+            let digest = format!("{:016x}", zarrstac_io::fnv1a(&bytes));
+            let href = format!("./page-{n}.json");
+            if digests.get(&href) != Some(&digest)
+                && self
+                    .put_if_changed(&format!("{assets}/page-{n}.json"), bytes)
+                    .await?
+                    == WriteOutcome::Written
+            {
+                outcome = WriteOutcome::Written;
+            }
+            let times = |key: &'static str| {
+                page.iter()
+                    .filter_map(move |d| d["properties"][key].as_str())
+            };
+            index_pages.push(json!({
+                "href": href,
+                "start_datetime": times("start_datetime").min(),
+                "end_datetime": times("end_datetime").max(),
+                "numberReturned": page.len(),
+                "zarrstac:digest": digest,
+            }));
+        }
+        let index = json!({
+            "type": "AssetIndex",
+            "item": id,
+            "collection": collection,
+            "numberMatched": total,
+            "page_size": per_page,
+            "pages": index_pages,
+            "links": [
+                {"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"},
+                {"rel": "first", "href": "./page-1.json", "type": "application/geo+json"},
+            ],
+        });
+        if self.put_if_changed(&index_rel, pretty(&index)).await? == WriteOutcome::Written {
+            outcome = WriteOutcome::Written;
+        }
+        // Pages left from a longer list.
+        let folder = self.root.join(&assets);
+        let listed: Vec<object_store::ObjectMeta> = folder
+            .store
+            .list(Some(&folder.path))
+            .try_collect()
+            .await
+            .map_err(Self::store_err(&folder.url))?;
+        for meta in listed {
+            let page = meta.location.filename().and_then(|f| {
+                f.strip_prefix("page-")?
+                    .strip_suffix(".json")?
+                    .parse::<usize>()
+                    .ok()
+            });
+            if page.is_some_and(|p| p > n_pages) {
+                folder
+                    .store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(Self::store_err(&folder.url))?;
+                outcome = WriteOutcome::Written;
+            }
+        }
+        Ok(Some(outcome))
+    }
+
+    #[cfg(test)]
+    async fn exists(&self, rel: &str) -> bool {
+        let at = self.root.join(rel);
+        at.store.head(&at.path).await.is_ok()
     }
 
     /// Paths of every item document of a collection, in path order.
@@ -296,6 +415,32 @@ impl CatalogSink for StaticCatalog {
         Ok(outcomes)
     }
 
+    fn holds_asset_documents(&self) -> bool {
+        true
+    }
+
+    async fn put_asset_documents(
+        &self,
+        collection: &str,
+        item_id: &str,
+        documents: AssetDocuments,
+    ) -> Result<Option<(Value, bool)>, CatalogError> {
+        let total = documents.len();
+        let Some(outcome) = self
+            .write_asset_documents(collection, item_id, documents)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let link = json!({
+            "rel": "asset",
+            "href": "./assets/index.json",
+            "type": "application/json",
+            "title": format!("{total} assets, in pages of {} by time", self.asset_page_size),
+        });
+        Ok(Some((link, outcome == WriteOutcome::Written)))
+    }
+
     async fn get_item(&self, collection: &str, id: &str) -> Result<Option<Value>, CatalogError> {
         let at = self.root.join(&Self::item_path(collection, id));
         let bytes = match at.store.get(&at.path).await {
@@ -351,53 +496,125 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn many_assets_are_also_paged_out() {
-        let dir = std::env::temp_dir().join(format!("zarrstac-pages-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let cat = StaticCatalog::new(Location::parse(dir.to_str().unwrap()).unwrap())
-            .with_asset_page_size(2);
-        let mut it = item(
-            "d",
-            [0.0, 0.0, 1.0, 1.0],
-            "2000-01-01T00:00:00Z",
-            "2000-02-01T00:00:00Z",
-        );
-        for k in 0..5 {
-            it["assets"][format!("f{k}")] = json!({"href": format!("file:///f{k}.nc")});
-        }
-        assert_eq!(
-            cat.write_item(it.clone()).await.unwrap(),
-            WriteOutcome::Written
-        );
-        assert_eq!(cat.write_item(it).await.unwrap(), WriteOutcome::Unchanged);
-        let written: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("c1/d/d.json")).unwrap()).unwrap();
-        assert_eq!(written["assets"].as_object().unwrap().len(), 5);
-        let asset_links: Vec<&Value> = written["links"]
-            .as_array()
+    async fn asset_documents_are_paged_by_time_with_an_index() {
+        let root = Location::parse("memory://static-asset-pages/cat").unwrap();
+        let cat = StaticCatalog::new(root).with_asset_page_size(2);
+        let doc = |k: usize| {
+            json!({"type": "Feature", "id": format!("f{k}"), "href": format!("file:///f{k}.nc"),
+                   "geometry": null, "links": [],
+                   "properties": {"start_datetime": format!("200{k}-01-01T00:00:00Z"),
+                                  "end_datetime": format!("200{k}-12-31T00:00:00Z")}})
+        };
+        let five: Vec<Value> = (0..5).map(doc).collect();
+        let (link, changed) = cat
+            .put_asset_documents("c1", "d", AssetDocuments::all(five.clone()))
+            .await
             .unwrap()
-            .iter()
-            .filter(|l| l["rel"] == "asset")
-            .collect();
-        assert_eq!(asset_links.len(), 1);
-        assert_eq!(asset_links[0]["href"], "./assets/page-1.json");
+            .unwrap();
+        assert!(changed);
+        assert_eq!(link["rel"], "asset");
+        assert_eq!(link["href"], "./assets/index.json");
+        let (_, again) = cat
+            .put_asset_documents("c1", "d", AssetDocuments::all(five))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again, "the same documents write nothing");
+        let read = |rel: &str| {
+            let at = cat.root.join(rel);
+            let store = at.store.clone();
+            async move {
+                let b = store.get(&at.path).await.unwrap().bytes().await.unwrap();
+                serde_json::from_slice::<Value>(&b).unwrap()
+            }
+        };
+        let index = read("c1/d/assets/index.json").await;
+        assert_eq!(index["numberMatched"], 5);
+        let pages = index["pages"].as_array().unwrap();
+        assert_eq!(pages.len(), 3);
+        assert_eq!(pages[1]["start_datetime"], "2002-01-01T00:00:00Z");
+        assert_eq!(pages[1]["end_datetime"], "2003-12-31T00:00:00Z");
+        // Following next links visits every document once, in order.
         let mut seen = Vec::new();
         let mut page = Some("page-1.json".to_string());
         while let Some(p) = page {
-            let doc: Value =
-                serde_json::from_slice(&std::fs::read(dir.join("c1/d/assets").join(&p)).unwrap())
-                    .unwrap();
-            seen.extend(doc["assets"].as_object().unwrap().keys().cloned());
+            let doc = read(&format!("c1/d/assets/{p}")).await;
+            assert_eq!(doc["type"], "FeatureCollection");
+            for f in doc["features"].as_array().unwrap() {
+                seen.push(f["id"].as_str().unwrap().to_string());
+                assert_eq!(f["links"][0]["href"], "../d.json");
+            }
             page = doc["links"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|l| l["rel"] == "next")
-                .map(|l| l["href"].as_str().unwrap().to_string());
+                .map(|l| {
+                    l["href"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("./")
+                        .to_string()
+                });
         }
-        assert_eq!(seen, vec!["f0", "f1", "f2", "f3", "f4"]);
-        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(seen, ["f0", "f1", "f2", "f3", "f4"]);
+        // A sixth document sent alone, after the five: the last page takes it, and the
+        // pages read back are those a full list would have written.
+        let tail = AssetDocuments {
+            unchanged: 5,
+            tail: vec![doc(5)],
+        };
+        let (_, grew) = cat
+            .put_asset_documents("c1", "d", tail)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(grew);
+        let grown = (
+            read("c1/d/assets/page-3.json").await,
+            read("c1/d/assets/index.json").await,
+        );
+        let whole =
+            StaticCatalog::new(Location::parse("memory://static-asset-pages-2/cat").unwrap())
+                .with_asset_page_size(2);
+        whole
+            .put_asset_documents("c1", "d", AssetDocuments::all((0..6).map(doc).collect()))
+            .await
+            .unwrap();
+        let at = |rel: &str| {
+            let loc = whole.root.join(rel);
+            async move {
+                let b = loc
+                    .store
+                    .get(&loc.path)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Value>(&b).unwrap()
+            }
+        };
+        assert_eq!(grown.0, at("c1/d/assets/page-3.json").await);
+        assert_eq!(grown.1, at("c1/d/assets/index.json").await);
+        assert_eq!(grown.0["numberReturned"], 2);
+        // A tail the stored pages cannot complete is refused: send the whole list.
+        let gap = AssetDocuments {
+            unchanged: 40,
+            tail: vec![doc(7)],
+        };
+        assert!(
+            cat.put_asset_documents("c1", "d", gap)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Fewer documents drop the pages beyond the last.
+        cat.put_asset_documents("c1", "d", AssetDocuments::all((0..2).map(doc).collect()))
+            .await
+            .unwrap();
+        assert!(!cat.exists("c1/d/assets/page-2.json").await);
+        assert!(cat.exists("c1/d/assets/page-1.json").await);
     }
 
     #[tokio::test]

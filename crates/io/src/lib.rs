@@ -16,6 +16,14 @@ pub use location::{Location, LocationError};
 pub use reader::{RangeReader, ReadStats, total_bytes_read};
 pub use retry::{RetryPolicy, Retryable};
 
+/// FNV-1a: a stable short digest of bytes, for names of objects (a URL may be too long
+/// for one) and change checks. Not for security.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Errors of reading from an object store.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {

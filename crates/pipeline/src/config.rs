@@ -104,8 +104,13 @@ pub struct RefsConfig {
 pub struct StacConfig {
     pub store_style: String,
     pub collection: Option<String>,
-    /// Items with more assets than this also publish them as paged asset documents.
+    /// Asset documents per page in a static catalog.
     pub asset_page_size: usize,
+    /// A dataset item with more files than this keeps only its summary assets inline
+    /// (the combined store); its files become asset documents linked with rel "asset",
+    /// where the catalog keeps them (the static catalog; other catalogs keep every asset
+    /// inline for now).
+    pub max_item_assets: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +148,7 @@ impl Default for StacConfig {
             store_style: "kerchunk".into(),
             collection: None,
             asset_page_size: zarrstac_catalog::DEFAULT_ASSET_PAGE_SIZE,
+            max_item_assets: 100,
         }
     }
 }

@@ -22,17 +22,21 @@ use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use zarrstac_catalog::AssetDocuments;
 use zarrstac_io::Location;
 use zarrstac_model::Dataset;
 use zarrstac_refs::combine::Combination;
 use zarrstac_stac::ItemOptions;
-use zarrstac_stac::netcdf::{DatasetMember, dataset_item_id, item_for_dataset};
+use zarrstac_stac::netcdf::{
+    DatasetMember, asset_document, dataset_item_id, in_document_order, item_for_dataset,
+    keeps_file_assets,
+};
 
 use crate::failure::Failure;
 use crate::stages::{MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 1;
+const STATE_FORMAT: u32 = 2;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 
@@ -44,6 +48,24 @@ struct DatasetState {
     combination: Combination,
     /// The id the dataset's item was last published under.
     item_id: String,
+    /// The asset documents the catalog holds for that item, when it holds them.
+    documents: Option<DocumentsMark>,
+}
+
+/// How far the asset documents written last reach: their count and the sort key (start,
+/// asset key) of the last one. A list that only grew past that key resends its tail.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+struct DocumentsMark {
+    count: usize,
+    last: (Option<String>, String),
+}
+
+/// What a rebuild knows of the outputs written before it.
+struct Previous {
+    item_id: Option<String>,
+    documents: Option<DocumentsMark>,
+    /// The members were only added to, at the end in time.
+    appended: bool,
 }
 
 fn encode_state(state: &DatasetState) -> Result<Vec<u8>, Failure> {
@@ -58,13 +80,6 @@ fn decode_state(bytes: &[u8]) -> Option<DatasetState> {
     postcard::from_bytes::<DatasetState>(body)
         .ok()
         .filter(|s| s.format == STATE_FORMAT)
-}
-
-/// FNV-1a: a stable short name for a member's record (its URL may be too long for one).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn store_error(url: &str, e: object_store::Error) -> Failure {
@@ -96,8 +111,10 @@ impl DatasetPlace {
     }
 
     fn record(&self, url: &str) -> Location {
-        self.records
-            .join(&format!("{:016x}{RECORD_SUFFIX}", fnv1a(url.as_bytes())))
+        self.records.join(&format!(
+            "{:016x}{RECORD_SUFFIX}",
+            zarrstac_io::fnv1a(url.as_bytes())
+        ))
     }
 
     /// Writes a member's record; `Ok(true)` when it is new or changed.
@@ -255,9 +272,9 @@ pub async fn rebuild(
         let loaded = place.load().await?;
         tracing::debug!("dataset {dataset_id}: state read in {:?}", t.elapsed());
         let seen = loaded.as_ref().map(|(_, v)| v.clone());
-        let (mut members, mut combination, previous_id) = match loaded {
-            Some((s, _)) => (s.members, Some(s.combination), Some(s.item_id)),
-            None => (Vec::new(), None, None),
+        let (mut members, mut combination, previous_id, previous_documents) = match loaded {
+            Some((s, _)) => (s.members, Some(s.combination), Some(s.item_id), s.documents),
+            None => (Vec::new(), None, None, None),
         };
         let mut full = combination.is_none();
         let mut added = false;
@@ -295,20 +312,19 @@ pub async fn rebuild(
         };
         tracing::debug!("dataset {dataset_id}: combined in {:?}", t.elapsed());
         let item_id = dataset_item_id(dataset_id, &members);
-        let changed = publish(
-            stages,
-            &place,
-            &members,
-            &combination,
-            &item_id,
-            previous_id,
-        )
-        .await?;
+        let previous = Previous {
+            item_id: previous_id,
+            documents: previous_documents,
+            appended: !full,
+        };
+        let (changed, documents) =
+            publish(stages, &place, &members, &combination, &item_id, previous).await?;
         let state = DatasetState {
             format: STATE_FORMAT,
             members,
             combination,
             item_id,
+            documents,
         };
         tracing::debug!("dataset {dataset_id}: published in {:?}", t.elapsed());
         if place.store(&state, seen.as_ref(), locked).await? {
@@ -330,8 +346,8 @@ async fn publish(
     members: &[DatasetMember],
     combination: &Combination,
     item_id: &str,
-    previous_id: Option<String>,
-) -> Result<bool, Failure> {
+    previous: Previous,
+) -> Result<(bool, Option<DocumentsMark>), Failure> {
     let collection = &place.collection;
     let t = std::time::Instant::now();
     let mut changed = stages
@@ -342,27 +358,79 @@ async fn publish(
         place.dataset_id,
         t.elapsed()
     );
+    let sink = stages.catalog();
     let opts = ItemOptions {
         collection: Some(collection.clone()),
         refs_href: Some(stages.refs_location(collection, item_id).url),
         store_style: stages.style().clone(),
         source_modified: None,
+        max_item_assets: sink
+            .holds_asset_documents()
+            .then_some(stages.config.stac.max_item_assets),
     };
-    let item = item_for_dataset(&place.dataset_id, members, combination.dataset(), &opts)
+    let combined = combination.dataset();
+    let mut item = item_for_dataset(&place.dataset_id, members, combined, &opts)
         .map_err(|e| Failure::permanent(format!("dataset {}: {e}", place.dataset_id)))?;
+    let mut mark = None;
+    if !keeps_file_assets(members, &opts) {
+        let ordered = in_document_order(members);
+        let key = |m: &DatasetMember| (m.start.clone(), m.asset_key.clone());
+        // Documents before the first new one are those written last time when the
+        // members only grew at their end (in time) under the same item.
+        let unchanged = match (&previous.documents, previous.appended) {
+            (Some(d), true)
+                if previous.item_id.as_deref() == Some(item_id)
+                    && d.count <= ordered.len()
+                    && d.count > 0
+                    && key(ordered[d.count - 1]) == d.last =>
+            {
+                d.count
+            }
+            _ => 0,
+        };
+        let documents = |from: usize| AssetDocuments {
+            unchanged: from,
+            tail: ordered[from..]
+                .iter()
+                .map(|m| asset_document(&item, m, combined))
+                .collect(),
+        };
+        let mut stored = sink
+            .put_asset_documents(collection, item_id, documents(unchanged))
+            .await?;
+        if stored.is_none() && unchanged > 0 {
+            stored = sink
+                .put_asset_documents(collection, item_id, documents(0))
+                .await?;
+        }
+        let (link, written) = stored.ok_or_else(|| {
+            Failure::permanent(format!(
+                "catalog {} did not take the asset documents of {item_id}",
+                sink.url()
+            ))
+        })?;
+        changed |= written;
+        if let Some(links) = item["links"].as_array_mut() {
+            links.push(link);
+        }
+        mark = ordered.last().map(|m| DocumentsMark {
+            count: ordered.len(),
+            last: key(m),
+        });
+    }
     tracing::debug!(
         "dataset {}: item built in {:?}",
         place.dataset_id,
         t.elapsed()
     );
     changed |= stages.publish(item).await?;
-    if let Some(old) = previous_id.filter(|old| old != item_id) {
+    if let Some(old) = previous.item_id.filter(|old| old != item_id) {
         stages.catalog().delete_item(collection, &old).await?;
         let old_refs = stages.refs_location(collection, &old);
         let _ = old_refs.store.delete(&old_refs.path).await;
         changed = true;
     }
-    Ok(changed)
+    Ok((changed, mark))
 }
 
 /// Rebuilds coalesced per dataset: at most one in flight for a dataset; files arriving

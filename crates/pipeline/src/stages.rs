@@ -201,6 +201,10 @@ impl Stages {
                 collection,
                 reader,
             } => {
+                // What became of each variable, named by the source as the request gave it.
+                for r in zarrstac_refs::report(&dataset) {
+                    tracing::info!(target: "zarrstac::report", "{source}: {r}");
+                }
                 if let Some(dataset_id) = self.dataset_of(&dataset) {
                     let id = zarrstac_stac::netcdf::item_id(&dataset);
                     let refs_changed = self.write_refs(&dataset, &collection, &id).await?;
@@ -295,9 +299,6 @@ impl Stages {
         let mut bytes = Vec::new();
         zarrstac_refs::write_kerchunk(dataset, &mut bytes)
             .map_err(|e| Failure::permanent(e.to_string()))?;
-        for r in zarrstac_refs::report(dataset) {
-            tracing::info!(target: "zarrstac::report", "{}: {r}", dataset.source_url);
-        }
         Ok(self
             .refs_location(collection, id)
             .put_if_changed(bytes)
@@ -322,6 +323,7 @@ impl Stages {
             refs_href: write_refs.then(|| self.refs_location(collection, &id).url),
             store_style: self.style.clone(),
             source_modified: Some(reader.last_modified().to_string()),
+            max_item_assets: None,
         };
         let item = zarrstac_stac::item_for_file(dataset, &opts)
             .map_err(|e| Failure::permanent(format!("{}: {e}", dataset.source_url)))?;

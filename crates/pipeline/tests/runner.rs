@@ -40,7 +40,16 @@ fn config(root: &str) -> PipelineConfig {
 }
 
 async fn runner(root: &str, sink: Option<Arc<dyn CatalogSink>>) -> Runner {
-    let c = config(root);
+    runner_with(root, sink, |_| {}).await
+}
+
+async fn runner_with(
+    root: &str,
+    sink: Option<Arc<dyn CatalogSink>>,
+    tweak: impl Fn(&mut PipelineConfig),
+) -> Runner {
+    let mut c = config(root);
+    tweak(&mut c);
     let stages = match sink {
         Some(s) => Stages::with_sink(c, s).unwrap(),
         None => Stages::new(c).await.unwrap(),
@@ -55,7 +64,11 @@ async fn finish(r: Runner) {
 }
 
 async fn batch(root: &str, files: &[String]) {
-    let r = runner(root, None).await;
+    batch_with(root, files, |_| {}).await
+}
+
+async fn batch_with(root: &str, files: &[String], tweak: impl Fn(&mut PipelineConfig)) {
+    let r = runner_with(root, None, tweak).await;
     let log = FailedLog::open(&r.stages().config.output.failed).unwrap();
     let requests = files.iter().map(Request::new).collect();
     let summary = r.run_batch(requests, &log, &NoProgress).await.unwrap();
@@ -329,4 +342,40 @@ async fn datasets_grow_from_stored_records_without_their_files() {
     let whole = dataset_item(&outputs("whole").await);
     assert_eq!(item["properties"], whole["properties"]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn asset_documents_are_the_same_however_files_arrive() {
+    // 13 files with at most 4 inline: the files become asset documents, 3 to a page.
+    let small = |c: &mut PipelineConfig| {
+        c.stac.max_item_assets = 4;
+        c.catalog.asset_page_size = 3;
+    };
+    let files = series();
+    batch_with("docs-batch", &files, small).await;
+    let reference = outputs("docs-batch").await;
+    let item = dataset_item(&reference);
+    assert_eq!(
+        item["assets"].as_object().unwrap().len(),
+        1,
+        "only the store inline"
+    );
+    let pages: Vec<&String> = reference
+        .iter()
+        .map(|o| &o.0)
+        .filter(|p| p.contains("/assets/page-"))
+        .collect();
+    assert_eq!(pages.len(), 5, "13 documents in pages of 3: {pages:?}");
+    // In time order (each a tail after the last) and out of order (recombined).
+    for f in &files {
+        batch_with("docs-in-order", std::slice::from_ref(f), small).await;
+    }
+    assert_same(&outputs("docs-in-order").await, &reference, "in time order");
+    let mut shuffled = files.clone();
+    shuffled.swap(1, 9);
+    shuffled.swap(4, 11);
+    for f in &shuffled {
+        batch_with("docs-shuffled", std::slice::from_ref(f), small).await;
+    }
+    assert_same(&outputs("docs-shuffled").await, &reference, "out of order");
 }

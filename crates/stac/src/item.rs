@@ -52,6 +52,10 @@ pub struct ItemOptions {
     pub store_style: StoreStyle,
     /// Last modification of the source (RFC 3339): the item time when the data has none.
     pub source_modified: Option<String>,
+    /// A dataset item with more files than this keeps only its summary assets inline;
+    /// its files' assets become asset documents ([`crate::netcdf::asset_documents`]).
+    /// `None`: every file's asset stays inline.
+    pub max_item_assets: Option<usize>,
 }
 
 impl Default for ItemOptions {
@@ -61,6 +65,7 @@ impl Default for ItemOptions {
             refs_href: None,
             store_style: StoreStyle::Kerchunk,
             source_modified: None,
+            max_item_assets: None,
         }
     }
 }

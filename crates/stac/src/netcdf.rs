@@ -310,6 +310,86 @@ pub fn dataset_version(members: &[DatasetMember]) -> Option<String> {
         .max()
 }
 
+/// A file's asset: its own time span, size and tracking id.
+fn file_asset(f: &DatasetMember, media: &str) -> Value {
+    let mut asset = json!({
+        "href": f.url,
+        "type": media,
+        "roles": ["data"],
+        "file:size": f.size,
+    });
+    if let (Some(start), Some(end)) = (&f.start, &f.end) {
+        asset["start_datetime"] = json!(start);
+        asset["end_datetime"] = json!(end);
+    }
+    if let Some(tracking) = &f.tracking_id {
+        asset["cmip6:tracking_id"] = json!(tracking);
+    }
+    asset
+}
+
+/// Whether a dataset item of these members keeps its files' assets inline.
+pub fn keeps_file_assets(members: &[DatasetMember], opts: &ItemOptions) -> bool {
+    opts.max_item_assets.is_none_or(|max| members.len() <= max)
+}
+
+/// The members in the order of their asset documents: by time, then asset key.
+pub fn in_document_order(members: &[DatasetMember]) -> Vec<&DatasetMember> {
+    let mut sorted: Vec<&DatasetMember> = members.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.start.as_deref(), &a.asset_key).cmp(&(b.start.as_deref(), &b.asset_key))
+    });
+    sorted
+}
+
+/// The asset document of one file of a dataset item (the asset-spec draft: a GeoJSON
+/// Feature with the item's geometry and the file's time span, size and tracking id as
+/// properties). Links to the item and its collection are the catalog's.
+pub fn asset_document(item: &Value, member: &DatasetMember, combined: &Dataset) -> Value {
+    let source_type = source_media_type(combined.format);
+    let asset = file_asset(member, source_type);
+    let mut properties = serde_json::Map::new();
+    for key in [
+        "start_datetime",
+        "end_datetime",
+        "file:size",
+        "cmip6:tracking_id",
+    ] {
+        if let Some(v) = asset.get(key) {
+            properties.insert(key.into(), v.clone());
+        }
+    }
+    properties.insert(
+        "datetime".into(),
+        member.start.as_ref().map_or(Value::Null, |s| json!(s)),
+    );
+    let mut doc = json!({
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": member.asset_key,
+        "item": item["id"],
+        "collection": item["collection"],
+        "href": member.url,
+        "media_type": source_type,
+        "roles": ["data"],
+        "geometry": item["geometry"],
+        "properties": properties,
+        "links": [],
+    });
+    if item["bbox"].is_array() {
+        doc["bbox"] = item["bbox"].clone();
+    }
+    doc
+}
+
+/// Every asset document of a dataset item, in document order.
+pub fn asset_documents(item: &Value, members: &[DatasetMember], combined: &Dataset) -> Vec<Value> {
+    in_document_order(members)
+        .into_iter()
+        .map(|m| asset_document(item, m, combined))
+        .collect()
+}
+
 /// One dataset-level item for the files of a dataset: the combined dataset's cube and
 /// time span, the combined references as the store, and one asset per file with its
 /// own time span, size and tracking id, so clients can pick the files for a window.
@@ -327,23 +407,11 @@ pub fn item_for_dataset(
         .ok_or_else(|| ItemError::Invalid("item has no assets".into()))?;
     let store = assets.remove("zarr");
     let single = assets.remove("source");
+    let inline = keeps_file_assets(members, opts);
     let mut sorted: Vec<&DatasetMember> = members.iter().collect();
     sorted.sort_by(|a, b| a.url.cmp(&b.url));
-    for f in &sorted {
-        let mut asset = json!({
-            "href": f.url,
-            "type": media,
-            "roles": ["data"],
-            "file:size": f.size,
-        });
-        if let (Some(start), Some(end)) = (&f.start, &f.end) {
-            asset["start_datetime"] = json!(start);
-            asset["end_datetime"] = json!(end);
-        }
-        if let Some(tracking) = &f.tracking_id {
-            asset["cmip6:tracking_id"] = json!(tracking);
-        }
-        assets.insert(f.asset_key.clone(), asset);
+    for f in sorted.iter().filter(|_| inline) {
+        assets.insert(f.asset_key.clone(), file_asset(f, media));
     }
     match store {
         Some(s) => {

@@ -184,9 +184,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let selection = Selection::new(args.glob.as_deref(), args.since.as_deref())?;
     let checkpoint_path = args.checkpoint.clone().unwrap_or_else(|| {
         let id = format!("{}|{:?}|{:?}", prefix.url, args.glob, args.since);
-        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = zarrstac_io::fnv1a(id.as_bytes());
         PathBuf::from(format!("out/backfill-{hash:016x}.json"))
     });
     let fresh = Checkpoint {
