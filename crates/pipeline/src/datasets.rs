@@ -36,7 +36,7 @@ use crate::failure::Failure;
 use crate::stages::{MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 2;
+const STATE_FORMAT: u32 = 3;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 
@@ -52,20 +52,21 @@ struct DatasetState {
     documents: Option<DocumentsMark>,
 }
 
-/// How far the asset documents written last reach: their count and the sort key (start,
-/// asset key) of the last one. A list that only grew past that key resends its tail.
+/// The asset documents written last: how many. A list that only gained documents
+/// resends them from the first new one on.
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 struct DocumentsMark {
     count: usize,
-    last: (Option<String>, String),
 }
 
 /// What a rebuild knows of the outputs written before it.
 struct Previous {
     item_id: Option<String>,
     documents: Option<DocumentsMark>,
-    /// The members were only added to, at the end in time.
-    appended: bool,
+    /// The members were only added to (no member changed).
+    only_added: bool,
+    /// URLs of the members added.
+    added: std::collections::HashSet<String>,
 }
 
 fn encode_state(state: &DatasetState) -> Result<Vec<u8>, Failure> {
@@ -277,7 +278,7 @@ pub async fn rebuild(
             None => (Vec::new(), None, None, None),
         };
         let mut full = combination.is_none();
-        let mut added = false;
+        let mut added = std::collections::HashSet::new();
         for (summary, file) in &files {
             match members.binary_search_by(|m| m.url.cmp(&summary.url)) {
                 Ok(k) => {
@@ -288,16 +289,16 @@ pub async fn rebuild(
                 }
                 Err(k) => {
                     members.insert(k, summary.clone());
-                    added = true;
+                    added.insert(summary.url.clone());
                     if let Some(c) = combination.as_mut().filter(|_| !full) {
-                        full = !c.append(file.clone()).map_err(|e| {
+                        full = !c.add(file.clone()).map_err(|e| {
                             Failure::permanent(format!("dataset {dataset_id}: {e}"))
                         })?;
                     }
                 }
             }
         }
-        if !full && !added {
+        if !full && added.is_empty() {
             return Ok(false);
         }
         let combination = match combination.filter(|_| !full) {
@@ -315,7 +316,8 @@ pub async fn rebuild(
         let previous = Previous {
             item_id: previous_id,
             documents: previous_documents,
-            appended: !full,
+            only_added: !full,
+            added,
         };
         let (changed, documents) =
             publish(stages, &place, &members, &combination, &item_id, previous).await?;
@@ -374,17 +376,19 @@ async fn publish(
     let mut mark = None;
     if !keeps_file_assets(members, &opts) {
         let ordered = in_document_order(members);
-        let key = |m: &DatasetMember| (m.start.clone(), m.asset_key.clone());
-        // Documents before the first new one are those written last time when the
-        // members only grew at their end (in time) under the same item.
-        let unchanged = match (&previous.documents, previous.appended) {
-            (Some(d), true)
-                if previous.item_id.as_deref() == Some(item_id)
-                    && d.count <= ordered.len()
-                    && d.count > 0
-                    && key(ordered[d.count - 1]) == d.last =>
+        // When members were only added under the same item, the documents before the
+        // first added one are those written last time (a document depends on its file
+        // and on the item's id, collection and grid, which adding cannot change).
+        let unchanged = match &previous.documents {
+            Some(d)
+                if previous.only_added
+                    && previous.item_id.as_deref() == Some(item_id)
+                    && d.count + previous.added.len() == ordered.len() =>
             {
-                d.count
+                ordered
+                    .iter()
+                    .position(|m| previous.added.contains(&m.url))
+                    .unwrap_or(ordered.len())
             }
             _ => 0,
         };
@@ -413,9 +417,8 @@ async fn publish(
         if let Some(links) = item["links"].as_array_mut() {
             links.push(link);
         }
-        mark = ordered.last().map(|m| DocumentsMark {
+        mark = Some(DocumentsMark {
             count: ordered.len(),
-            last: key(m),
         });
     }
     tracing::debug!(

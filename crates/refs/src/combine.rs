@@ -106,7 +106,7 @@ pub fn combine(files: Vec<Dataset>) -> Result<Dataset, CombineError> {
 
 /// A combined dataset together with what appending one more file at its end needs, so
 /// that a dataset growing by a file costs one file's work, not a recombination of all.
-/// Stored between runs (it is serializable); [`Combination::append`] gives exactly what
+/// Stored between runs (it is serializable); [`Combination::add`] gives exactly what
 /// [`Combination::new`] over all the files would.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Combination {
@@ -119,13 +119,21 @@ pub struct Combination {
     same_units: bool,
     /// The combined time values, in the earliest file's units.
     times: Vec<f64>,
-    /// The latest file: its URL, its start in seconds since the earliest file's epoch,
-    /// its last time value (combined units) and its record count.
-    last_url: String,
-    last_start: f64,
-    last_end: f64,
-    last_records: u64,
+    /// Every file, in time order.
+    spans: Vec<Span>,
     combined: Dataset,
+}
+
+/// Where one file sits in a combination.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Span {
+    url: String,
+    /// Its start in seconds since the earliest file's epoch (the sort key).
+    start: f64,
+    /// Its first and last time values in the combined units.
+    first: f64,
+    last: f64,
+    records: u64,
 }
 
 /// One file's time axis read for combining.
@@ -181,10 +189,13 @@ impl Combination {
         self.combined
     }
 
-    /// Appends `file` when it starts after every file combined so far and agrees with
-    /// them; `Ok(false)` (nothing changed) when it does not, and then only combining all
-    /// files anew can place it or say why it cannot be combined.
-    pub fn append(&mut self, file: Dataset) -> Result<bool, CombineError> {
+    /// Adds `file` where its time places it — after the earliest file, which is the
+    /// template of the whole — when it agrees with the files combined so far and neither
+    /// overlaps its neighbours nor leaves a partial chunk before another file. `Ok(false)`
+    /// (nothing changed) otherwise: then only combining all files anew can place it or
+    /// say why it cannot be combined. The result is what [`Combination::new`] over all
+    /// the files gives.
+    pub fn add(&mut self, file: Dataset) -> Result<bool, CombineError> {
         let Some(base_time) = self
             .base
             .root
@@ -199,7 +210,11 @@ impl Combination {
         let Some(new_time) = file.root.arrays.iter().find(|a| a.name == self.time_dim) else {
             return Ok(false);
         };
-        if CfCalendar::parse(&calendar_of(new_time)) != calendar {
+        if CfCalendar::parse(&calendar_of(new_time)) != calendar
+            || self.spans.iter().any(|s| s.url == file.source_url)
+            || !file.refused.is_empty()
+            || !self.combined.refused.is_empty()
+        {
             return Ok(false);
         }
         let Ok(axis) = file_axis(&file, &self.time_dim, calendar) else {
@@ -213,12 +228,15 @@ impl Combination {
         let Ok(offset) = seconds_since(&axis.epoch, calendar, &base_ref.epoch) else {
             return Ok(false);
         };
-        let first = axis.values.iter().copied().fold(f64::INFINITY, f64::min);
-        let start = offset + first * axis.seconds_per_unit;
-        let after_last = start > self.last_start
-            || (start == self.last_start && file.source_url > self.last_url);
-        // Raw values stay raw only while every file has the same units.
-        if !after_last || (self.same_units && axis.units != base_units) {
+        let earliest = axis.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let start = offset + earliest * axis.seconds_per_unit;
+        // Its place: after every file that sorts before it (by start, then URL).
+        let at = self
+            .spans
+            .partition_point(|s| (s.start, s.url.as_str()) < (start, file.source_url.as_str()));
+        // Raw values stay raw only while every file has the same units; a new first file
+        // would be a new template.
+        if at == 0 || (self.same_units && axis.units != base_units) {
             return Ok(false);
         }
         let converted: Vec<f64> = if self.same_units {
@@ -229,11 +247,18 @@ impl Combination {
                 .map(|v| (offset + v * axis.seconds_per_unit) / base_seconds)
                 .collect()
         };
+        let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) else {
+            return Ok(false);
+        };
+        let before = &self.spans[at - 1];
+        let after = self.spans.get(at);
         if converted.windows(2).any(|w| w[1] <= w[0])
-            || converted.first().is_some_and(|&lo| lo < self.last_end)
+            || lo < before.last
+            || after.is_some_and(|a| a.first < hi)
         {
             return Ok(false);
         }
+        let new_records = records(&file, &self.time_dim);
         let mut parts = Vec::with_capacity(self.base.root.arrays.len());
         for base in &self.base.root.arrays {
             let along_time = base.dimensions.first().is_some_and(|d| d == &self.time_dim);
@@ -252,18 +277,21 @@ impl Combination {
                 return Ok(false);
             }
             // Only the last file may end on a partial chunk.
+            let c = base.chunk_shape.first().copied().unwrap_or(1).max(1);
             if along_time
                 && base.name != self.time_dim
-                && !self.last_records.is_multiple_of(base.chunk_shape[0].max(1))
+                && (!before.records.is_multiple_of(c)
+                    || (after.is_some() && !new_records.is_multiple_of(c)))
             {
                 return Ok(false);
             }
             parts.push(other);
         }
-        let records_before = self.times.len() as u64;
-        let new_records = records(&file, &self.time_dim);
-        self.times.extend_from_slice(&converted);
-        let total = records_before + new_records;
+        let records_before: u64 = self.spans[..at].iter().map(|s| s.records).sum();
+        let at_value = records_before as usize;
+        self.times
+            .splice(at_value..at_value, converted.iter().copied());
+        let total = self.times.len() as u64;
         for (k, (base, part)) in self.base.root.arrays.iter().zip(parts).enumerate() {
             let out = &mut self.combined.root.arrays[k];
             if base.name == self.time_dim {
@@ -274,16 +302,34 @@ impl Combination {
                 continue;
             }
             let c = base.chunk_shape[0].max(1);
-            append_chunks(&mut out.manifest, part, records_before / c)?;
+            let boundary = records_before / c;
+            let old = std::mem::take(&mut out.manifest);
+            let mut manifest =
+                ChunkManifest::with_capacity(old.ndim(), old.len() + part.manifest.len());
+            // The files before it, the file, the files after it moved along: the order
+            // (and path numbering) a combination of all files in time order has.
+            shift_chunks(&mut manifest, &old, |i| i < boundary, 0)?;
+            append_chunks(&mut manifest, part, boundary)?;
+            shift_chunks(
+                &mut manifest,
+                &old,
+                |i| i >= boundary,
+                new_records.div_ceil(c),
+            )?;
+            out.manifest = manifest;
             out.shape[0] = total;
         }
         self.combined.source_size += file.source_size;
-        self.combined.refused.extend(file.refused.iter().cloned());
-        self.combined.refused.dedup();
-        self.last_url = file.source_url;
-        self.last_start = start;
-        self.last_end = converted.last().copied().unwrap_or(self.last_end);
-        self.last_records = new_records;
+        self.spans.insert(
+            at,
+            Span {
+                url: file.source_url,
+                start,
+                first: lo,
+                last: hi,
+                records: new_records,
+            },
+        );
         Ok(true)
     }
 
@@ -352,10 +398,12 @@ impl Combination {
         let same_units = axes.iter().all(|a| a.units == axes[0].units);
         let mut combined: Vec<f64> = Vec::new();
         let mut bounds: Vec<(f64, f64)> = Vec::new();
+        let mut spans = Vec::with_capacity(files.len());
         for (f, a) in files.iter().zip(&axes) {
             let name = file_name(&f.source_url);
             let offset = seconds_since(&a.epoch, calendar, &reference)
                 .map_err(|e| refused(format!("{name}: {e}")))?;
+            let earliest = a.values.iter().copied().fold(f64::INFINITY, f64::min);
             let converted: Vec<f64> = if same_units {
                 a.values.clone()
             } else {
@@ -372,6 +420,13 @@ impl Combination {
             if let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) {
                 bounds.push((lo, hi));
             }
+            spans.push(Span {
+                url: f.source_url.clone(),
+                start: offset + earliest * a.seconds_per_unit,
+                first: converted.first().copied().unwrap_or(f64::NEG_INFINITY),
+                last: converted.last().copied().unwrap_or(f64::NEG_INFINITY),
+                records: a.values.len() as u64,
+            });
             combined.extend(converted);
         }
         for (k, w) in bounds.windows(2).enumerate() {
@@ -465,22 +520,14 @@ impl Combination {
         };
         out.refused = files.iter().flat_map(|f| f.refused.clone()).collect();
         out.refused.dedup();
-        let last = files.len() - 1;
-        let last_end = bounds.last().map_or(f64::NEG_INFINITY, |b| b.1);
-        let last_start = {
-            let a = &axes[last];
-            let offset = seconds_since(&a.epoch, calendar, &reference)
-                .map_err(|e| refused(format!("{}: {e}", file_name(&files[last].source_url))))?;
-            offset + a.values.iter().copied().fold(f64::INFINITY, f64::min) * a.seconds_per_unit
-        };
+        for (s, n) in spans.iter_mut().zip(&lengths) {
+            s.records = *n;
+        }
         Ok(Combination {
             time_dim: time_dim.clone(),
             same_units,
             times: combined,
-            last_url: files[last].source_url.clone(),
-            last_start,
-            last_end,
-            last_records: lengths[last],
+            spans,
             base: files.into_iter().next().expect("not empty"),
             combined: out,
         })
@@ -680,6 +727,40 @@ fn concat(
     a.shape[0] = total;
     a.manifest = manifest;
     Ok(a)
+}
+
+/// Adds the chunks of `from` whose index along time passes `keep` to `manifest`, moved
+/// `by` chunks along time, in their order.
+fn shift_chunks(
+    manifest: &mut ChunkManifest,
+    from: &ChunkManifest,
+    keep: impl Fn(u64) -> bool,
+    by: u64,
+) -> Result<(), CombineError> {
+    let mut index = vec![0u64; from.ndim()];
+    for (key, chunk) in from.iter() {
+        if !keep(key[0]) {
+            continue;
+        }
+        index.copy_from_slice(key);
+        index[0] += by;
+        let moved = match chunk {
+            ChunkRef::Range {
+                path,
+                offset,
+                length,
+            } => ChunkRef::Range {
+                path: manifest.path_id(&from.paths()[*path as usize]),
+                offset: *offset,
+                length: *length,
+            },
+            inline => inline.clone(),
+        };
+        manifest
+            .push(&index, moved)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Adds `part`'s chunks to `manifest`, moved `first_chunk` chunks along time.
@@ -904,7 +985,7 @@ mod tests {
             .collect();
         let mut grown = Combination::new(vec![files[0].clone()]).unwrap();
         for f in &files[1..] {
-            assert!(grown.append(f.clone()).unwrap(), "{}", f.source_url);
+            assert!(grown.add(f.clone()).unwrap(), "{}", f.source_url);
         }
         let whole = combine(files.clone()).unwrap();
         assert_eq!(refs(grown.dataset()), refs(&whole));
@@ -913,19 +994,25 @@ mod tests {
         let mut back: Combination = postcard::from_bytes(&stored).unwrap();
         let later = file("file:///g.nc", &[12.0, 13.0], "hours since 2000-01-13", 1);
         // Other units change how every time value is written: not an append.
-        assert!(!back.append(later).unwrap());
+        assert!(!back.add(later).unwrap());
         let next = file("file:///g.nc", &[12.0, 13.0], units, 1);
-        assert!(back.append(next.clone()).unwrap());
+        assert!(back.add(next.clone()).unwrap());
         let mut all = files.clone();
         all.push(next);
         assert_eq!(refs(back.dataset()), refs(&combine(all).unwrap()));
-        // A file in the middle, or overlapping the last, is left to a full combine.
+        // A file landing between two others takes its place.
+        let mut gappy = Combination::new(vec![files[0].clone(), files[1].clone()]).unwrap();
+        for k in [4, 2, 5, 3] {
+            assert!(gappy.add(files[k].clone()).unwrap(), "file {k}");
+        }
+        assert_eq!(refs(gappy.dataset()), refs(&whole));
+        // One overlapping another, or the last, is left to a full combine (which says why).
         let middle = file("file:///m.nc", &[4.5], units, 1);
-        assert!(!back.append(middle).unwrap());
+        assert!(!back.add(middle).unwrap());
         let overlap = file("file:///o.nc", &[13.5, 20.0], units, 1);
-        assert!(back.append(overlap).unwrap());
+        assert!(back.add(overlap).unwrap());
         let behind = file("file:///p.nc", &[19.0, 30.0], units, 1);
-        assert!(!back.append(behind).unwrap());
+        assert!(!back.add(behind).unwrap());
     }
 
     #[test]
@@ -934,7 +1021,7 @@ mod tests {
         let a = file("file:///a.nc", &[0.0, 1.0, 2.0], units, 2);
         let b = file("file:///b.nc", &[3.0, 4.0], units, 2);
         let mut c = Combination::new(vec![a.clone()]).unwrap();
-        assert!(!c.append(b.clone()).unwrap());
+        assert!(!c.add(b.clone()).unwrap());
         assert!(combine(vec![a, b]).is_err());
     }
 
