@@ -42,6 +42,9 @@ pub struct WorkerConfig {
     pub metrics_addr: String,
     /// Seconds in-flight messages may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace_s: u64,
+    /// Messages whose files wait for their dataset's rebuild at once, beyond those the
+    /// lanes are working on: the more, the more files one rebuild takes in.
+    pub max_waiting: usize,
     /// Backfills run by the worker on a schedule.
     pub schedule: Vec<ScheduledBackfill>,
 }
@@ -69,6 +72,7 @@ impl Default for WorkerConfig {
             partitions: 4,
             metrics_addr: "127.0.0.1:9100".into(),
             shutdown_grace_s: 30,
+            max_waiting: 256,
             schedule: Vec::new(),
         }
     }

@@ -458,26 +458,29 @@ impl Rebuilds {
     pub async fn add(&self, stages: &Stages, member: MemberFile) -> Result<bool, Failure> {
         let key = (member.collection.clone(), member.dataset_id.clone());
         let slot = self.slots.lock().entry(key.clone()).or_default().clone();
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         slot.pending.lock().push((member.dataset, tx));
-        {
-            let _running = slot.running.lock().await;
-            let batch = std::mem::take(&mut *slot.pending.lock());
-            if !batch.is_empty() {
-                let (files, waiting): (Vec<Dataset>, Vec<_>) = batch.into_iter().unzip();
-                tracing::debug!(
-                    "dataset {}: rebuilding with {} new files",
-                    key.1,
-                    files.len()
-                );
-                let result = rebuild(stages, &key.0, &key.1, files).await;
-                for tx in waiting {
-                    let _ = tx.send(result.clone());
+        // Served by the rebuild another caller runs, or run the next rebuild, with every
+        // file waiting by then. A caller whose file was taken in stops waiting for the
+        // turn, so that the turn goes to one whose file still waits.
+        let result = tokio::select! {
+            biased;
+            served = &mut rx => served,
+            running = slot.running.lock() => {
+                let batch = std::mem::take(&mut *slot.pending.lock());
+                if !batch.is_empty() {
+                    let (files, waiting): (Vec<Dataset>, Vec<_>) = batch.into_iter().unzip();
+                    tracing::debug!("dataset {}: rebuilding with {} new files", key.1, files.len());
+                    let result = rebuild(stages, &key.0, &key.1, files).await;
+                    for tx in waiting {
+                        let _ = tx.send(result.clone());
+                    }
                 }
+                drop(running);
+                rx.await
             }
-        }
-        let changed = rx
-            .await
+        };
+        let changed = result
             .unwrap_or_else(|_| Err(Failure::transient("the dataset rebuild was abandoned")))?;
         Ok(changed || member.refs_changed)
     }

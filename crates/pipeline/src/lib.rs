@@ -23,5 +23,5 @@ pub mod stages;
 pub use config::PipelineConfig;
 pub use failure::{ErrorClass, Failure};
 pub use outcome::{Finished, Outcome, OutcomeSink, Summary};
-pub use runner::{NoProgress, Progress, Request, Runner};
+pub use runner::{NoProgress, Progress, Request, Runner, Staging, Waiting};
 pub use stages::{Staged, Stages};

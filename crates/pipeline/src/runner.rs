@@ -17,7 +17,7 @@ use zarrstac_model::Dataset;
 use crate::datasets::{Rebuilds, rebuild};
 use crate::failure::Failure;
 use crate::outcome::{Finished, Outcome, OutcomeSink, Summary};
-use crate::stages::{Staged, Stages};
+use crate::stages::{MemberFile, Staged, Stages};
 
 /// One source to ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,20 @@ impl Request {
             collection: None,
         }
     }
+}
+
+/// A request after its own stages: finished, or a dataset's file waiting for the
+/// rebuild that includes it ([`Runner::complete`]).
+pub enum Staging {
+    Finished(Finished),
+    Member(Box<Waiting>),
+}
+
+/// A dataset's file whose references are written, waiting for its dataset's rebuild.
+pub struct Waiting {
+    pub request: Request,
+    member: MemberFile,
+    attempts: u32,
 }
 
 /// Told of each request as it finishes (a progress bar, say).
@@ -82,29 +96,58 @@ impl Runner {
     /// the catalog (coalesced with other files of the dataset in flight), or it failed
     /// after its retries.
     pub async fn process(&self, request: &Request) -> Finished {
+        match self.stage(request).await {
+            Staging::Finished(f) => f,
+            Staging::Member(m) => self.complete(*m).await,
+        }
+    }
+
+    /// The first half of [`Runner::process`]: the request's own stages, retried. A file
+    /// of a multi-file dataset comes back waiting for its dataset's rebuild, so that the
+    /// caller can go on with other requests meanwhile (their files then fold into the
+    /// same rebuild).
+    pub async fn stage(&self, request: &Request) -> Staging {
         let policy = &self.stages.config.run.retry;
         let what = format!("ingesting {}", request.source);
-        let result = policy
-            .run(&what, |_| async {
-                match self
-                    .stages
+        let staged = policy
+            .run(&what, |_| {
+                self.stages
                     .stage(&request.source, request.collection.as_deref())
-                    .await?
-                {
-                    Staged::Item {
-                        collection,
-                        changed,
-                        ..
-                    } => Ok((collection, changed)),
-                    Staged::Member(m) => {
-                        let collection = m.collection.clone();
-                        let changed = self.rebuilds.add(&self.stages, *m).await?;
-                        Ok((collection, changed))
-                    }
-                }
             })
             .await;
-        self.finished(request, result)
+        match staged {
+            Ok((Staged::Member(member), attempts)) => Staging::Member(Box::new(Waiting {
+                request: request.clone(),
+                member: *member,
+                attempts,
+            })),
+            Ok((
+                Staged::Item {
+                    collection,
+                    changed,
+                    ..
+                },
+                attempts,
+            )) => Staging::Finished(self.finished(request, Ok(((collection, changed), attempts)))),
+            Err(e) => Staging::Finished(self.finished(request, Err(e))),
+        }
+    }
+
+    /// The second half of [`Runner::process`]: the dataset's rebuild holding the file
+    /// (coalesced, retried).
+    pub async fn complete(&self, waiting: Waiting) -> Finished {
+        let policy = &self.stages.config.run.retry;
+        let what = format!("rebuilding the dataset of {}", waiting.request.source);
+        let collection = waiting.member.collection.clone();
+        let member = &waiting.member;
+        let result = policy
+            .run(&what, |_| self.rebuilds.add(&self.stages, member.clone()))
+            .await;
+        let r = match result {
+            Ok((changed, more)) => Ok(((collection, changed), waiting.attempts + more - 1)),
+            Err((f, more)) => Err((f, waiting.attempts + more - 1)),
+        };
+        self.finished(&waiting.request, r)
     }
 
     fn finished(

@@ -21,7 +21,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 use zarrstac_pipeline::config::{PipelineConfig, WorkerConfig};
 use zarrstac_pipeline::outcome::dead_letter_topic::{DeadLetterTopic, Letter};
-use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages};
+use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages, Staging};
 use zarrstac_queue::kafka::{client_config, header, header_text};
 use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
 
@@ -208,6 +208,7 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut lanes = Vec::with_capacity(lanes_n);
     let mut lane_tasks = Vec::with_capacity(lanes_n);
+    let waiting = Arc::new(tokio::sync::Semaphore::new(wc.max_waiting.max(1)));
     for _ in 0..lanes_n {
         let (tx, mut rx) = mpsc::channel::<Job>(2);
         lanes.push(tx);
@@ -217,18 +218,34 @@ pub async fn run(
             metrics.clone(),
             done_tx.clone(),
         );
+        let waiting = waiting.clone();
         lane_tasks.push(tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let started = Instant::now();
-                if handle(&job, &runner, &dead_letters, &metrics).await {
-                    let _ = done_tx.send(Done {
-                        topic: job.topic,
-                        partition: job.partition,
-                        offset: job.offset,
-                    });
+                // Bounds the messages waiting for a dataset rebuild.
+                let Ok(permit) = waiting.clone().acquire_owned().await else {
+                    return;
+                };
+                let done = Finish {
+                    done_tx: done_tx.clone(),
+                    metrics: metrics.clone(),
+                    started,
+                };
+                match stage(&job, &runner, &dead_letters, &metrics).await {
+                    MessageStage::Done(acknowledge) => done.finish(&job, acknowledge),
+                    // A file of a dataset: its lane goes on with the next message while
+                    // the rebuild holding this one (and those arriving meanwhile) runs.
+                    MessageStage::Waiting(pending) => {
+                        let (runner, dead_letters) = (runner.clone(), dead_letters.clone());
+                        tokio::spawn(async move {
+                            let acknowledge =
+                                complete(&job, pending, &runner, &dead_letters, &done.metrics)
+                                    .await;
+                            done.finish(&job, acknowledge);
+                            drop(permit);
+                        });
+                    }
                 }
-                metrics.observe("message", started.elapsed().as_secs_f64());
-                metrics.in_flight.dec();
             }
         }));
     }
@@ -380,14 +397,65 @@ async fn refresh(runner: &Runner) {
     }
 }
 
-/// Processes one message to its end; false when it could not be finished and must not
-/// be acknowledged.
-async fn handle(
+/// Where a message stands after its requests' own stages.
+enum MessageStage {
+    /// Finished: acknowledge it (true), or leave it to the next consumer (false).
+    Done(bool),
+    /// Its files wait for their datasets' rebuilds.
+    Waiting(Pending),
+}
+
+struct Pending {
+    members: Vec<zarrstac_pipeline::Waiting>,
+    changed: bool,
+    earlier_attempts: u32,
+}
+
+/// Acknowledges a finished message and records its time.
+struct Finish {
+    done_tx: mpsc::UnboundedSender<Done>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl Finish {
+    fn finish(self, job: &Job, acknowledge: bool) {
+        if acknowledge {
+            let _ = self.done_tx.send(Done {
+                topic: job.topic.clone(),
+                partition: job.partition,
+                offset: job.offset,
+            });
+        }
+        self.metrics
+            .observe("message", self.started.elapsed().as_secs_f64());
+        self.metrics.in_flight.dec();
+    }
+}
+
+fn letter<'a>(job: &'a Job, failure: &'a Failure, attempts: u32) -> Letter<'a> {
+    let headers = job.headers.as_ref().map(|h| h.as_borrowed());
+    Letter {
+        origin_topic: &job.topic,
+        partition: job.partition,
+        offset: job.offset,
+        key: job.key.as_deref(),
+        payload: job.payload.as_deref(),
+        headers,
+        failure,
+        attempts,
+        first_failure: header_text(headers, header::FIRST_FAILURE),
+    }
+}
+
+/// Parses a message and runs its requests' own stages; a failure goes to the dead-letter
+/// topic at once.
+async fn stage(
     job: &Job,
     runner: &Runner,
     dead_letters: &DeadLetterTopic,
     metrics: &Metrics,
-) -> bool {
+) -> MessageStage {
     let headers: Vec<(&str, &[u8])> = job
         .headers
         .as_ref()
@@ -401,26 +469,6 @@ async fn handle(
     let earlier_attempts: u32 = header_text(borrowed, header::ATTEMPTS)
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
-    let first_failure = header_text(borrowed, header::FIRST_FAILURE);
-    fn letter<'a>(
-        job: &'a Job,
-        headers: Option<&'a rdkafka::message::BorrowedHeaders>,
-        failure: &'a Failure,
-        attempts: u32,
-        first_failure: Option<String>,
-    ) -> Letter<'a> {
-        Letter {
-            origin_topic: &job.topic,
-            partition: job.partition,
-            offset: job.offset,
-            key: job.key.as_deref(),
-            payload: job.payload.as_deref(),
-            headers,
-            failure,
-            attempts,
-            first_failure,
-        }
-    }
     let t = Instant::now();
     let parsed = parse_message(job.payload.as_deref(), &headers);
     metrics.observe("parse", t.elapsed().as_secs_f64());
@@ -434,41 +482,98 @@ async fn handle(
                 job.offset
             );
             metrics.outcome("ignored");
-            return true;
+            return MessageStage::Done(true);
         }
         Err(e) => {
             let failure = Failure::permanent(format!("malformed message: {e}"));
-            let l = letter(job, borrowed, &failure, earlier_attempts + 1, first_failure);
-            dead_letter(dead_letters, l, metrics).await;
-            return true;
+            dead_letter(
+                dead_letters,
+                letter(job, &failure, earlier_attempts + 1),
+                metrics,
+            )
+            .await;
+            return MessageStage::Done(true);
         }
     };
-    let mut changed = false;
+    let mut pending = Pending {
+        members: Vec::new(),
+        changed: false,
+        earlier_attempts,
+    };
     for request in requests {
         let t = Instant::now();
-        let finished = runner
-            .process(&Request {
+        let staged = runner
+            .stage(&Request {
                 source: request.url.clone(),
                 collection: request.collection.clone(),
             })
             .await;
         metrics.observe("ingest", t.elapsed().as_secs_f64());
-        for _ in 1..finished.attempts {
-            metrics.retries.inc();
-        }
-        match &finished.outcome {
-            Outcome::Ingested => changed = true,
-            Outcome::Unchanged => {}
-            Outcome::Failed(f) => {
-                tracing::error!("{}: {}", request.url, f.message);
-                let attempts = earlier_attempts + finished.attempts;
-                let l = letter(job, borrowed, f, attempts, first_failure);
-                dead_letter(dead_letters, l, metrics).await;
-                return true;
+        match staged {
+            Staging::Member(waiting) => pending.members.push(*waiting),
+            Staging::Finished(finished) => {
+                if !failed(job, &finished, &pending, dead_letters, metrics).await {
+                    return MessageStage::Done(true);
+                }
+                pending.changed |= finished.outcome == Outcome::Ingested;
             }
         }
     }
-    metrics.outcome(if changed { "ingested" } else { "unchanged" });
+    if pending.members.is_empty() {
+        metrics.outcome(if pending.changed {
+            "ingested"
+        } else {
+            "unchanged"
+        });
+        return MessageStage::Done(true);
+    }
+    MessageStage::Waiting(pending)
+}
+
+/// Counts a finished request's retries; a failed one is dead-lettered (false: the
+/// message is done with).
+async fn failed(
+    job: &Job,
+    finished: &zarrstac_pipeline::Finished,
+    pending: &Pending,
+    dead_letters: &DeadLetterTopic,
+    metrics: &Metrics,
+) -> bool {
+    for _ in 1..finished.attempts {
+        metrics.retries.inc();
+    }
+    if let Outcome::Failed(f) = &finished.outcome {
+        tracing::error!("{}: {}", finished.source, f.message);
+        let attempts = pending.earlier_attempts + finished.attempts;
+        dead_letter(dead_letters, letter(job, f, attempts), metrics).await;
+        return false;
+    }
+    true
+}
+
+/// Waits for the rebuilds holding a message's files; acknowledges the message once every
+/// one of them has written its dataset's item (or the message is dead-lettered).
+async fn complete(
+    job: &Job,
+    mut pending: Pending,
+    runner: &Runner,
+    dead_letters: &DeadLetterTopic,
+    metrics: &Metrics,
+) -> bool {
+    for waiting in std::mem::take(&mut pending.members) {
+        let t = Instant::now();
+        let finished = runner.complete(waiting).await;
+        metrics.observe("dataset", t.elapsed().as_secs_f64());
+        if !failed(job, &finished, &pending, dead_letters, metrics).await {
+            return true;
+        }
+        pending.changed |= finished.outcome == Outcome::Ingested;
+    }
+    metrics.outcome(if pending.changed {
+        "ingested"
+    } else {
+        "unchanged"
+    });
     true
 }
 
