@@ -266,12 +266,7 @@ impl StaticCatalog {
         }
         // Pages left from a longer list.
         let folder = self.root.join(&assets);
-        let listed: Vec<object_store::ObjectMeta> = folder
-            .store
-            .list(Some(&folder.path))
-            .try_collect()
-            .await
-            .map_err(Self::store_err(&folder.url))?;
+        let listed = Self::list(&folder).await?;
         for meta in listed {
             let page = meta.location.filename().and_then(|f| {
                 f.strip_prefix("page-")?
@@ -297,15 +292,20 @@ impl StaticCatalog {
         at.store.head(&at.path).await.is_ok()
     }
 
+    /// Every object below `folder`.
+    async fn list(folder: &Location) -> Result<Vec<object_store::ObjectMeta>, CatalogError> {
+        folder
+            .store
+            .list(Some(&folder.path))
+            .try_collect()
+            .await
+            .map_err(Self::store_err(&folder.url))
+    }
+
     /// Paths of every item document of a collection, in path order.
     async fn items_of(&self, collection: &str) -> Result<Vec<String>, CatalogError> {
         let prefix = self.root.join(collection);
-        let listed: Vec<object_store::ObjectMeta> = prefix
-            .store
-            .list(Some(&prefix.path))
-            .try_collect()
-            .await
-            .map_err(Self::store_err(&prefix.url))?;
+        let listed = Self::list(&prefix).await?;
         let mut rels: Vec<String> = listed
             .iter()
             .filter_map(|m| {
@@ -458,12 +458,7 @@ impl CatalogSink for StaticCatalog {
 
     async fn delete_item(&self, collection: &str, id: &str) -> Result<(), CatalogError> {
         let folder = self.root.join(&format!("{collection}/{id}"));
-        let listed: Vec<object_store::ObjectMeta> = folder
-            .store
-            .list(Some(&folder.path))
-            .try_collect()
-            .await
-            .map_err(Self::store_err(&folder.url))?;
+        let listed = Self::list(&folder).await?;
         for meta in listed {
             match folder.store.delete(&meta.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -122,28 +122,23 @@ async fn static_catalog_on_an_in_memory_store() {
     conformance(Arc::new(StaticCatalog::new(root))).await;
 }
 
-#[tokio::test]
-async fn stac_api_with_transactions() {
-    let Some(url) = service("ZARRSTAC_TEST_API") else {
+/// The suite against the service named by the environment variable `var`.
+async fn conformance_of(var: &str) {
+    let Some(url) = service(var) else {
         return;
     };
-    conformance(
-        zarrstac_catalog::open(&url, &SinkConfig::default())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let sink = zarrstac_catalog::open(&url, &SinkConfig::default())
+        .await
+        .unwrap();
+    conformance(sink).await;
+}
+
+#[tokio::test]
+async fn stac_api_with_transactions() {
+    conformance_of("ZARRSTAC_TEST_API").await;
 }
 
 #[tokio::test]
 async fn pgstac() {
-    let Some(url) = service("ZARRSTAC_TEST_PGSTAC") else {
-        return;
-    };
-    conformance(
-        zarrstac_catalog::open(&url, &SinkConfig::default())
-            .await
-            .unwrap(),
-    )
-    .await;
+    conformance_of("ZARRSTAC_TEST_PGSTAC").await;
 }

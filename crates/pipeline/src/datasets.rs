@@ -48,21 +48,15 @@ struct DatasetState {
     combination: Combination,
     /// The id the dataset's item was last published under.
     item_id: String,
-    /// The asset documents the catalog holds for that item, when it holds them.
-    documents: Option<DocumentsMark>,
-}
-
-/// The asset documents written last: how many. A list that only gained documents
-/// resends them from the first new one on.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
-struct DocumentsMark {
-    count: usize,
+    /// How many asset documents the catalog holds for that item, when it holds them.
+    /// A list that only gained documents is resent from the first new one on.
+    documents: Option<usize>,
 }
 
 /// What a rebuild knows of the outputs written before it.
 struct Previous {
     item_id: Option<String>,
-    documents: Option<DocumentsMark>,
+    documents: Option<usize>,
     /// The members were only added to (no member changed).
     only_added: bool,
     /// URLs of the members added.
@@ -239,7 +233,8 @@ impl DatasetPlace {
             Ok::<_, std::io::Error>(f)
         })
         .await
-        .map_err(|e| Failure::transient(format!("locking {}: {e}", self.state.url)))?
+        .map_err(std::io::Error::other)
+        .flatten()
         .map(Some)
         .map_err(|e| Failure::transient(format!("locking {}: {e}", self.state.url)))
     }
@@ -349,7 +344,7 @@ async fn publish(
     combination: &Combination,
     item_id: &str,
     previous: Previous,
-) -> Result<(bool, Option<DocumentsMark>), Failure> {
+) -> Result<(bool, Option<usize>), Failure> {
     let collection = &place.collection;
     let t = std::time::Instant::now();
     let mut changed = stages
@@ -380,10 +375,10 @@ async fn publish(
         // first added one are those written last time (a document depends on its file
         // and on the item's id, collection and grid, which adding cannot change).
         let unchanged = match &previous.documents {
-            Some(d)
+            Some(count)
                 if previous.only_added
                     && previous.item_id.as_deref() == Some(item_id)
-                    && d.count + previous.added.len() == ordered.len() =>
+                    && count + previous.added.len() == ordered.len() =>
             {
                 ordered
                     .iter()
@@ -417,9 +412,7 @@ async fn publish(
         if let Some(links) = item["links"].as_array_mut() {
             links.push(link);
         }
-        mark = Some(DocumentsMark {
-            count: ordered.len(),
-        });
+        mark = Some(ordered.len());
     }
     tracing::debug!(
         "dataset {}: item built in {:?}",

@@ -24,8 +24,6 @@ impl ErrorClass {
 pub struct Failure {
     pub class: ErrorClass,
     pub message: String,
-    /// How long the service asked to be left alone (Retry-After), when it said.
-    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -33,7 +31,6 @@ impl Failure {
         Failure {
             class: ErrorClass::Permanent,
             message: message.into(),
-            retry_after: None,
         }
     }
 
@@ -41,7 +38,6 @@ impl Failure {
         Failure {
             class: ErrorClass::Transient,
             message: message.into(),
-            retry_after: None,
         }
     }
 
@@ -85,8 +81,5 @@ impl From<zarrstac_catalog::CatalogError> for Failure {
 impl zarrstac_io::Retryable for Failure {
     fn is_transient(&self) -> bool {
         Failure::is_transient(self)
-    }
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        self.retry_after
     }
 }

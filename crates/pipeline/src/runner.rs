@@ -212,60 +212,39 @@ impl Runner {
         let policy = &self.stages.config.run.retry;
         let mut summary = Summary::default();
         let staged = futures::stream::iter(requests)
-            .map(|request| async move {
-                let what = format!("ingesting {}", request.source);
-                let r = policy
-                    .run(&what, |_| {
-                        self.stages
-                            .stage(&request.source, request.collection.as_deref())
-                    })
-                    .await;
-                (request, r)
-            })
+            .map(|request| async move { self.stage(&request).await })
             .buffer_unordered(self.stages.config.run.concurrency.max(1));
         futures::pin_mut!(staged);
         // Files of multi-file datasets, by (collection, dataset id).
-        type Members = Vec<(Request, Dataset, bool, u32)>;
-        let mut datasets: BTreeMap<(String, String), Members> = BTreeMap::new();
-        while let Some((request, result)) = staged.next().await {
-            let finished = match result {
-                Ok((Staged::Member(m), attempts)) => {
-                    let m = *m;
-                    datasets
-                        .entry((m.collection, m.dataset_id))
-                        .or_default()
-                        .push((request, m.dataset, m.refs_changed, attempts));
-                    continue;
+        let mut datasets: BTreeMap<(String, String), Vec<Waiting>> = BTreeMap::new();
+        while let Some(staging) = staged.next().await {
+            match staging {
+                Staging::Member(w) => datasets
+                    .entry((w.member.collection.clone(), w.member.dataset_id.clone()))
+                    .or_default()
+                    .push(*w),
+                Staging::Finished(finished) => {
+                    self.report(&finished, sink, progress, &mut summary).await?
                 }
-                Ok((
-                    Staged::Item {
-                        collection,
-                        changed,
-                        ..
-                    },
-                    attempts,
-                )) => self.finished(&request, Ok(((collection, changed), attempts))),
-                Err(e) => self.finished(&request, Err(e)),
-            };
-            self.report(&finished, sink, progress, &mut summary).await?;
+            }
         }
         for ((collection, id), members) in datasets {
-            let files: Vec<Dataset> = members.iter().map(|m| m.1.clone()).collect();
+            let files: Vec<Dataset> = members.iter().map(|w| w.member.dataset.clone()).collect();
             let what = format!("rebuilding dataset {id}");
             let result = policy
                 .run(&what, |_| {
                     rebuild(&self.stages, &collection, &id, files.clone())
                 })
                 .await;
-            for (request, _, refs_changed, attempts) in members {
+            for w in members {
                 let r = match &result {
                     Ok((changed, more)) => Ok((
-                        (collection.clone(), *changed || refs_changed),
-                        attempts + more - 1,
+                        (collection.clone(), *changed || w.member.refs_changed),
+                        w.attempts + more - 1,
                     )),
-                    Err((f, more)) => Err((f.clone(), attempts + more - 1)),
+                    Err((f, more)) => Err((f.clone(), w.attempts + more - 1)),
                 };
-                let finished = self.finished(&request, r);
+                let finished = self.finished(&w.request, r);
                 self.report(&finished, sink, progress, &mut summary).await?;
             }
         }

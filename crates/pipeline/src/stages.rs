@@ -13,7 +13,7 @@ use zarrstac_stac::{ItemOptions, StoreStyle, Validator};
 
 use crate::config::PipelineConfig;
 use crate::failure::Failure;
-use crate::source::{Detected, SourceKind, detect};
+use crate::source::{SourceKind, detect};
 
 /// Reads a NetCDF/HDF5 file's metadata with its chunks of at most `inline_threshold`
 /// bytes inlined: the input of references and items.
@@ -159,20 +159,16 @@ impl Stages {
         source: &str,
         write_refs: bool,
     ) -> Result<(Value, bool), Failure> {
-        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
-        let detected = detect(&location).await?;
         let configured = self.config.stac.collection.clone();
-        match self.read(location, detected, configured).await? {
+        match self.read(source, configured).await? {
             Read::Zarr(item) => Ok((item, false)),
             Read::File {
                 dataset,
                 collection,
                 reader,
             } => {
-                let (item, changed) = self
-                    .file_item(&dataset, &collection, &reader, write_refs)
-                    .await?;
-                Ok((item, changed))
+                self.file_item(&dataset, &collection, &reader, write_refs)
+                    .await
             }
         }
     }
@@ -180,12 +176,10 @@ impl Stages {
     /// Runs every stage for one source, with the collection chosen by the request (else
     /// configured, else by dataset family).
     pub async fn stage(&self, source: &str, collection: Option<&str>) -> Result<Staged, Failure> {
-        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
-        let detected = detect(&location).await?;
         let configured = collection
             .map(str::to_string)
             .or_else(|| self.config.stac.collection.clone());
-        match self.read(location, detected, configured).await? {
+        match self.read(source, configured).await? {
             Read::Zarr(item) => {
                 let collection = item["collection"].as_str().unwrap_or_default().to_string();
                 let item_id = item["id"].as_str().unwrap_or_default().to_string();
@@ -228,12 +222,11 @@ impl Stages {
         }
     }
 
-    async fn read(
-        &self,
-        location: Location,
-        detected: Detected,
-        collection: Option<String>,
-    ) -> Result<Read, Failure> {
+    /// Detects what `source` is and reads it: a Zarr store to its item, a file to its
+    /// metadata.
+    async fn read(&self, source: &str, collection: Option<String>) -> Result<Read, Failure> {
+        let location = Location::parse(source).map_err(|e| Failure::permanent(e.to_string()))?;
+        let detected = detect(&location).await?;
         let url = location.url.clone();
         match (detected.kind, detected.reader) {
             (SourceKind::ZarrV2, _) => {

@@ -303,13 +303,19 @@ impl Combination {
             }
             let c = base.chunk_shape[0].max(1);
             let boundary = records_before / c;
+            out.shape[0] = total;
+            if after.is_none() {
+                // Last in time: nothing to move.
+                shift_chunks(&mut out.manifest, &part.manifest, |_| true, boundary)?;
+                continue;
+            }
             let old = std::mem::take(&mut out.manifest);
             let mut manifest =
                 ChunkManifest::with_capacity(old.ndim(), old.len() + part.manifest.len());
             // The files before it, the file, the files after it moved along: the order
             // (and path numbering) a combination of all files in time order has.
             shift_chunks(&mut manifest, &old, |i| i < boundary, 0)?;
-            append_chunks(&mut manifest, part, boundary)?;
+            shift_chunks(&mut manifest, &part.manifest, |_| true, boundary)?;
             shift_chunks(
                 &mut manifest,
                 &old,
@@ -317,7 +323,6 @@ impl Combination {
                 new_records.div_ceil(c),
             )?;
             out.manifest = manifest;
-            out.shape[0] = total;
         }
         self.combined.source_size += file.source_size;
         self.spans.insert(
@@ -720,7 +725,7 @@ fn concat(
     let mut manifest = ChunkManifest::with_capacity(ndim, capacity);
     let mut first_chunk = 0u64;
     for (part, n) in parts.iter().zip(lengths) {
-        append_chunks(&mut manifest, part, first_chunk)?;
+        shift_chunks(&mut manifest, &part.manifest, |_| true, first_chunk)?;
         first_chunk += n / c;
     }
     let mut a = base.clone();
@@ -754,38 +759,6 @@ fn shift_chunks(
                 offset: *offset,
                 length: *length,
             },
-            inline => inline.clone(),
-        };
-        manifest
-            .push(&index, moved)
-            .map_err(|e| refused(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// Adds `part`'s chunks to `manifest`, moved `first_chunk` chunks along time.
-fn append_chunks(
-    manifest: &mut ChunkManifest,
-    part: &Array,
-    first_chunk: u64,
-) -> Result<(), CombineError> {
-    let mut index = vec![0u64; part.shape.len()];
-    for (key, chunk) in part.manifest.iter() {
-        index.copy_from_slice(key);
-        index[0] += first_chunk;
-        let moved = match chunk {
-            ChunkRef::Range {
-                path,
-                offset,
-                length,
-            } => {
-                let url = &part.manifest.paths()[*path as usize];
-                ChunkRef::Range {
-                    path: manifest.path_id(url),
-                    offset: *offset,
-                    length: *length,
-                }
-            }
             inline => inline.clone(),
         };
         manifest

@@ -53,7 +53,7 @@ pub struct ItemOptions {
     /// Last modification of the source (RFC 3339): the item time when the data has none.
     pub source_modified: Option<String>,
     /// A dataset item with more files than this keeps only its summary assets inline;
-    /// its files' assets become asset documents ([`crate::netcdf::asset_documents`]).
+    /// its files' assets become asset documents ([`crate::netcdf::asset_document`]).
     /// `None`: every file's asset stays inline.
     pub max_item_assets: Option<usize>,
 }

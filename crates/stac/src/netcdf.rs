@@ -382,14 +382,6 @@ pub fn asset_document(item: &Value, member: &DatasetMember, combined: &Dataset) 
     doc
 }
 
-/// Every asset document of a dataset item, in document order.
-pub fn asset_documents(item: &Value, members: &[DatasetMember], combined: &Dataset) -> Vec<Value> {
-    in_document_order(members)
-        .into_iter()
-        .map(|m| asset_document(item, m, combined))
-        .collect()
-}
-
 /// One dataset-level item for the files of a dataset: the combined dataset's cube and
 /// time span, the combined references as the store, and one asset per file with its
 /// own time span, size and tracking id, so clients can pick the files for a window.

@@ -512,7 +512,7 @@ async fn stage(
         match staged {
             Staging::Member(waiting) => pending.members.push(*waiting),
             Staging::Finished(finished) => {
-                if !failed(job, &finished, &pending, dead_letters, metrics).await {
+                if dead_lettered(job, &finished, &pending, dead_letters, metrics).await {
                     return MessageStage::Done(true);
                 }
                 pending.changed |= finished.outcome == Outcome::Ingested;
@@ -530,9 +530,9 @@ async fn stage(
     MessageStage::Waiting(pending)
 }
 
-/// Counts a finished request's retries; a failed one is dead-lettered (false: the
+/// Counts a finished request's retries; a failed one is dead-lettered (true: the
 /// message is done with).
-async fn failed(
+async fn dead_lettered(
     job: &Job,
     finished: &zarrstac_pipeline::Finished,
     pending: &Pending,
@@ -546,9 +546,9 @@ async fn failed(
         tracing::error!("{}: {}", finished.source, f.message);
         let attempts = pending.earlier_attempts + finished.attempts;
         dead_letter(dead_letters, letter(job, f, attempts), metrics).await;
-        return false;
+        return true;
     }
-    true
+    false
 }
 
 /// Waits for the rebuilds holding a message's files; acknowledges the message once every
@@ -564,7 +564,7 @@ async fn complete(
         let t = Instant::now();
         let finished = runner.complete(waiting).await;
         metrics.observe("dataset", t.elapsed().as_secs_f64());
-        if !failed(job, &finished, &pending, dead_letters, metrics).await {
+        if dead_lettered(job, &finished, &pending, dead_letters, metrics).await {
             return true;
         }
         pending.changed |= finished.outcome == Outcome::Ingested;
