@@ -53,7 +53,21 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
 }
 
+/// Turns transparent huge pages off for this process. mimalloc asks for them on
+/// kernels set to `madvise`; the kernel then zeroes 2 MiB on the first touch of each,
+/// which for a short run that reads a dataset's state of a few MiB cost more than all
+/// its own work (0.19 s against 0.09 s for one arrival into a 10,000-file dataset).
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory
+    // of this process; a failure (an old kernel) just leaves the default.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    without_huge_pages();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
