@@ -11,6 +11,9 @@ read from source files (its `zarrstac_source_bytes_read_total`), against what on
 of each file reads (`zarrstac refs --stats`).
 
     .cache/venv/bin/python bench/dataset_worker.py [--messages 1000,10000] [--concurrency 4]
+
+BENCH_WORKER_LOG (a log filter, e.g. zarrstac_pipeline=debug) and BENCH_WORKER_STDERR (a
+file) keep the worker's log of where each rebuild's time goes.
 """
 
 import argparse
@@ -56,11 +59,11 @@ def drain(files, concurrency: int, tmp: Path):
     admin = AdminClient({"bootstrap.servers": BROKERS})
     for f in admin.create_topics([NewTopic(t, 4, 1) for t in (topic, topic + "-dlq")]).values():
         f.result(30)
-    env = dict(os.environ, ZARRSTAC_OUTPUT__FAILED=f"{tmp}/failed.jsonl", ZARRSTAC_LOG="warn")
+    env = dict(os.environ, ZARRSTAC_OUTPUT__FAILED=f"{tmp}/failed.jsonl", ZARRSTAC_LOG=os.environ.get("BENCH_WORKER_LOG", "warn"))
     worker = subprocess.Popen([BIN, "worker", "--brokers", BROKERS, "--topic", topic, "--dlq-topic",
                                topic + "-dlq", "--group-id", topic, "--catalog", f"{tmp}/catalog",
                                "--refs-root", f"{tmp}/refs", "--concurrency", str(concurrency),
-                               "--metrics-addr", METRICS], env=env, stderr=subprocess.DEVNULL)
+                               "--metrics-addr", METRICS], env=env, stderr=open(os.environ["BENCH_WORKER_STDERR"], "w") if "BENCH_WORKER_STDERR" in os.environ else subprocess.DEVNULL)
     try:
         while True:
             try:

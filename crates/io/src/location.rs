@@ -217,11 +217,13 @@ impl Location {
             source,
         };
         match self.store.get(&self.path).await {
-            Ok(existing) => {
+            // Only an object of the same size can hold the same bytes.
+            Ok(existing) if existing.meta.size == bytes.len() as u64 => {
                 if existing.bytes().await.map_err(err)?[..] == bytes[..] {
                     return Ok(false);
                 }
             }
+            Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(err(e)),
         }

@@ -9,6 +9,7 @@
 mod attrs;
 mod codec;
 mod dtype;
+pub mod front_coded;
 mod manifest;
 
 pub use attrs::{AttrValue, Attributes};

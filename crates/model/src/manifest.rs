@@ -26,11 +26,13 @@ pub enum ManifestError {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(from = "StoredManifest")]
 pub struct ChunkManifest {
+    #[serde(serialize_with = "crate::front_coded::strings::serialize")]
     paths: Vec<String>,
-    /// Path → number, so registering a path stays constant-time for manifests that
-    /// reference thousands of files (combined datasets).
+    /// Path → number (indices into `paths`, hashed by the path), so registering a path
+    /// stays constant-time for manifests that reference thousands of files (combined
+    /// datasets). Built on the first registration, not when a manifest is read back.
     #[serde(skip)]
-    path_numbers: std::collections::HashMap<String, u32>,
+    path_numbers: PathIndex,
     ndim: usize,
     keys: Vec<u64>,
     refs: Vec<ChunkRef>,
@@ -39,23 +41,60 @@ pub struct ChunkManifest {
 /// A manifest as stored: the path index is rebuilt when read back.
 #[derive(serde::Deserialize)]
 struct StoredManifest {
+    #[serde(deserialize_with = "crate::front_coded::strings::deserialize")]
     paths: Vec<String>,
     ndim: usize,
     keys: Vec<u64>,
     refs: Vec<ChunkRef>,
 }
 
+/// The numbers of a manifest's paths by path, without a second copy of the paths.
+#[derive(Clone, Default)]
+struct PathIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for PathIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PathIndex({} paths)", self.table.len())
+    }
+}
+
+impl PathIndex {
+    fn hash(&self, path: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, path)
+    }
+
+    /// The number of `path`, or registers it as number `paths.len()` and pushes it.
+    fn number(&mut self, paths: &mut Vec<String>, path: &str) -> u32 {
+        // Index what was read back (or renamed) first.
+        for k in self.table.len()..paths.len() {
+            let h = self.hash(&paths[k]);
+            let hasher = &self.hasher;
+            self.table.insert_unique(h, k as u32, |&i| {
+                std::hash::BuildHasher::hash_one(hasher, paths[i as usize].as_str())
+            });
+        }
+        let h = self.hash(path);
+        if let Some(&i) = self.table.find(h, |&i| paths[i as usize] == path) {
+            return i;
+        }
+        let i = paths.len() as u32;
+        paths.push(path.to_string());
+        let hasher = &self.hasher;
+        self.table.insert_unique(h, i, |&i| {
+            std::hash::BuildHasher::hash_one(hasher, paths[i as usize].as_str())
+        });
+        i
+    }
+}
+
 impl From<StoredManifest> for ChunkManifest {
     fn from(s: StoredManifest) -> Self {
-        let path_numbers = s
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i as u32))
-            .collect();
         ChunkManifest {
             paths: s.paths,
-            path_numbers,
+            path_numbers: PathIndex::default(),
             ndim: s.ndim,
             keys: s.keys,
             refs: s.refs,
@@ -84,13 +123,7 @@ impl ChunkManifest {
 
     /// Registers a target URL (once) and returns its number for [`ChunkRef::Range`].
     pub fn path_id(&mut self, url: &str) -> u32 {
-        if let Some(&i) = self.path_numbers.get(url) {
-            return i;
-        }
-        let i = self.paths.len() as u32;
-        self.paths.push(url.to_string());
-        self.path_numbers.insert(url.to_string(), i);
-        i
+        self.path_numbers.number(&mut self.paths, url)
     }
 
     pub fn paths(&self) -> &[String] {
@@ -102,12 +135,7 @@ impl ChunkManifest {
         for p in &mut self.paths {
             *p = f(p);
         }
-        self.path_numbers = self
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i as u32))
-            .collect();
+        self.path_numbers = PathIndex::default();
     }
 
     pub fn ndim(&self) -> usize {

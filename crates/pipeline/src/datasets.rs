@@ -36,7 +36,7 @@ use crate::failure::Failure;
 use crate::stages::{MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 3;
+const STATE_FORMAT: u32 = 4;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 
@@ -44,6 +44,7 @@ const RECORD_SUFFIX: &str = ".member";
 struct DatasetState {
     format: u32,
     /// The files' summaries, sorted by URL.
+    #[serde(with = "member_columns")]
     members: Vec<DatasetMember>,
     combination: Combination,
     /// The id the dataset's item was last published under.
@@ -51,6 +52,114 @@ struct DatasetState {
     /// How many asset documents the catalog holds for that item, when it holds them.
     /// A list that only gained documents is resent from the first new one on.
     documents: Option<usize>,
+}
+
+/// The members stored column by column, their strings front-coded: neighbours in URL
+/// order share most of their URL, file name and dates, so the state of a dataset of
+/// many files is a fraction of its plain size.
+mod member_columns {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use zarrstac_model::front_coded::{optional_strings, strings};
+    use zarrstac_stac::netcdf::DatasetMember;
+
+    #[derive(Serialize)]
+    struct Columns<'a> {
+        #[serde(serialize_with = "strings::serialize")]
+        urls: Vec<&'a str>,
+        #[serde(serialize_with = "strings::serialize")]
+        asset_keys: Vec<&'a str>,
+        sizes: Vec<u64>,
+        #[serde(serialize_with = "optional_strings::serialize")]
+        starts: Vec<Option<&'a str>>,
+        #[serde(serialize_with = "optional_strings::serialize")]
+        ends: Vec<Option<&'a str>>,
+        #[serde(serialize_with = "optional_strings::serialize")]
+        tracking_ids: Vec<Option<&'a str>>,
+        #[serde(serialize_with = "optional_strings::serialize")]
+        versions: Vec<Option<&'a str>>,
+        #[serde(serialize_with = "optional_strings::serialize")]
+        creation_dates: Vec<Option<&'a str>>,
+    }
+
+    #[derive(Deserialize)]
+    struct StoredColumns {
+        #[serde(deserialize_with = "strings::deserialize")]
+        urls: Vec<String>,
+        #[serde(deserialize_with = "strings::deserialize")]
+        asset_keys: Vec<String>,
+        sizes: Vec<u64>,
+        #[serde(deserialize_with = "optional_strings::deserialize")]
+        starts: Vec<Option<String>>,
+        #[serde(deserialize_with = "optional_strings::deserialize")]
+        ends: Vec<Option<String>>,
+        #[serde(deserialize_with = "optional_strings::deserialize")]
+        tracking_ids: Vec<Option<String>>,
+        #[serde(deserialize_with = "optional_strings::deserialize")]
+        versions: Vec<Option<String>>,
+        #[serde(deserialize_with = "optional_strings::deserialize")]
+        creation_dates: Vec<Option<String>>,
+    }
+
+    pub fn serialize<S: Serializer>(members: &[DatasetMember], s: S) -> Result<S::Ok, S::Error> {
+        let text = |f: fn(&DatasetMember) -> &str| members.iter().map(f).collect();
+        let optional = |f: fn(&DatasetMember) -> &Option<String>| {
+            members.iter().map(|m| f(m).as_deref()).collect()
+        };
+        Columns {
+            urls: text(|m| &m.url),
+            asset_keys: text(|m| &m.asset_key),
+            sizes: members.iter().map(|m| m.size).collect(),
+            starts: optional(|m| &m.start),
+            ends: optional(|m| &m.end),
+            tracking_ids: optional(|m| &m.tracking_id),
+            versions: optional(|m| &m.version),
+            creation_dates: optional(|m| &m.creation_date),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DatasetMember>, D::Error> {
+        let c = StoredColumns::deserialize(d)?;
+        let n = c.urls.len();
+        let lengths = [
+            c.asset_keys.len(),
+            c.sizes.len(),
+            c.starts.len(),
+            c.ends.len(),
+            c.tracking_ids.len(),
+            c.versions.len(),
+            c.creation_dates.len(),
+        ];
+        if lengths.iter().any(|&l| l != n) {
+            return Err(serde::de::Error::custom(format!(
+                "member columns of different lengths: {n} URLs, {lengths:?}"
+            )));
+        }
+        let mut cols = (
+            c.asset_keys.into_iter(),
+            c.sizes.into_iter(),
+            c.starts.into_iter(),
+            c.ends.into_iter(),
+            c.tracking_ids.into_iter(),
+            c.versions.into_iter(),
+            c.creation_dates.into_iter(),
+        );
+        Ok(c.urls
+            .into_iter()
+            .filter_map(|url| {
+                Some(DatasetMember {
+                    url,
+                    asset_key: cols.0.next()?,
+                    size: cols.1.next()?,
+                    start: cols.2.next()?,
+                    end: cols.3.next()?,
+                    tracking_id: cols.4.next()?,
+                    version: cols.5.next()?,
+                    creation_date: cols.6.next()?,
+                })
+            })
+            .collect())
+    }
 }
 
 /// What a rebuild knows of the outputs written before it.
@@ -63,8 +172,10 @@ struct Previous {
     added: std::collections::HashSet<String>,
 }
 
-fn encode_state(state: &DatasetState) -> Result<Vec<u8>, Failure> {
-    let mut out = STATE_MAGIC.to_vec();
+/// `capacity`: the size of the state read before (a state grows by little per rebuild).
+fn encode_state(state: &DatasetState, capacity: usize) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(capacity + capacity / 8 + 4096);
+    out.extend_from_slice(STATE_MAGIC);
     postcard::to_io(state, &mut out)
         .map_err(|e| Failure::permanent(format!("encoding dataset state: {e}")))?;
     Ok(out)
@@ -151,9 +262,16 @@ impl DatasetPlace {
         Ok(files)
     }
 
-    /// The stored state and the version a conditional put must match.
-    async fn load(&self) -> Result<Option<(DatasetState, UpdateVersion)>, Failure> {
-        match self.state.store.get(&self.state.path).await {
+    /// The stored state, the version a conditional put must match and its size. A state
+    /// `cached` from this process's last rebuild is used when the store says it is still
+    /// the stored one (a conditional get), and is not read again.
+    async fn load(&self, cached: Option<Cached>) -> Result<Option<Loaded>, Failure> {
+        let options = object_store::GetOptions {
+            if_none_match: cached.as_ref().and_then(|c| c.1.e_tag.clone()),
+            ..Default::default()
+        };
+        match self.state.store.get_opts(&self.state.path, options).await {
+            Err(object_store::Error::NotModified { .. }) => Ok(cached),
             Ok(got) => {
                 let version = UpdateVersion {
                     e_tag: got.meta.e_tag.clone(),
@@ -163,7 +281,7 @@ impl DatasetPlace {
                     .bytes()
                     .await
                     .map_err(|e| store_error(&self.state.url, e))?;
-                Ok(decode_state(&bytes).map(|s| (s, version)))
+                Ok(decode_state(&bytes).map(|s| (s, version, bytes.len())))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_error(&self.state.url, e)),
@@ -171,14 +289,16 @@ impl DatasetPlace {
     }
 
     /// Stores the state unless another writer stored one since `seen` was read
-    /// (`Ok(false)`: read it again). Local paths are serialized by the lock file instead.
+    /// (`Ok(None)`: read it again); the version and size stored. Local paths are serialized by the lock file instead.
     async fn store(
         &self,
         state: &DatasetState,
         seen: Option<&UpdateVersion>,
         locked: bool,
-    ) -> Result<bool, Failure> {
-        let bytes = encode_state(state)?;
+        size_before: usize,
+    ) -> Result<Option<(UpdateVersion, usize)>, Failure> {
+        let bytes = encode_state(state, size_before)?;
+        let size = bytes.len();
         let mode = match (locked, seen) {
             (true, _) => PutMode::Overwrite,
             (false, Some(v)) => PutMode::Update(v.clone()),
@@ -194,21 +314,30 @@ impl DatasetPlace {
                 },
             )
         };
+        let stored = |r: object_store::PutResult| {
+            Some((
+                UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                },
+                size,
+            ))
+        };
         match put(mode).await {
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(stored(r)),
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
-            ) => Ok(false),
+            ) => Ok(None),
             Err(object_store::Error::NotImplemented { .. }) => {
                 tracing::warn!(
                     "{}: the store has no conditional writes; concurrent writers of this dataset may race",
                     self.state.url
                 );
-                put(PutMode::Overwrite)
+                let r = put(PutMode::Overwrite)
                     .await
                     .map_err(|e| store_error(&self.state.url, e))?;
-                Ok(true)
+                Ok(stored(r))
             }
             Err(e) => Err(store_error(&self.state.url, e)),
         }
@@ -240,14 +369,73 @@ impl DatasetPlace {
     }
 }
 
+/// A stored state as read: the state, the version it was stored under and its size.
+type Loaded = (DatasetState, UpdateVersion, usize);
+type Cached = Loaded;
+
+/// The states this process stored last, so that a long-running worker rebuilding one
+/// dataset again and again reads its state again only when another writer changed it.
+/// Bounded by the states' stored sizes; the least recently stored go first.
+#[derive(Default)]
+struct StateCache {
+    entries: parking_lot::Mutex<StateEntries>,
+}
+
+#[derive(Default)]
+struct StateEntries {
+    by_dataset: HashMap<(String, String), (u64, Cached)>,
+    bytes: usize,
+    stamp: u64,
+}
+
+/// What the cached states may take, counted in stored bytes (decoded, a few times more).
+const STATE_CACHE_BYTES: usize = 64 << 20;
+
+impl StateCache {
+    fn take(&self, key: &(String, String)) -> Option<Cached> {
+        let mut e = self.entries.lock();
+        let (_, cached) = e.by_dataset.remove(key)?;
+        e.bytes -= cached.2;
+        Some(cached)
+    }
+
+    fn put(&self, key: (String, String), cached: Cached) {
+        if cached.1.e_tag.is_none() || cached.2 > STATE_CACHE_BYTES {
+            return;
+        }
+        let mut e = self.entries.lock();
+        e.stamp += 1;
+        e.bytes += cached.2;
+        let stamp = e.stamp;
+        if let Some((_, old)) = e.by_dataset.insert(key, (stamp, cached)) {
+            e.bytes -= old.2;
+        }
+        while e.bytes > STATE_CACHE_BYTES {
+            let Some(oldest) = e
+                .by_dataset
+                .iter()
+                .min_by_key(|(_, (stamp, _))| *stamp)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, old)) = e.by_dataset.remove(&oldest) {
+                e.bytes -= old.2;
+            }
+        }
+    }
+}
+
 /// Adds `files` to their dataset and rebuilds its combined references and item from
 /// what is stored. Returns whether anything changed.
-pub async fn rebuild(
+async fn rebuild(
     stages: &Stages,
+    states: &StateCache,
     collection: &str,
     dataset_id: &str,
     files: Vec<Dataset>,
 ) -> Result<bool, Failure> {
+    let key = (collection.to_string(), dataset_id.to_string());
     let place = DatasetPlace::new(stages.refs_root(), collection, dataset_id);
     let mut rewritten = std::collections::BTreeSet::new();
     for f in &files {
@@ -265,15 +453,18 @@ pub async fn rebuild(
     let locked = lock.is_some();
     loop {
         let t = std::time::Instant::now();
-        let loaded = place.load().await?;
+        let loaded = place.load(states.take(&key)).await?;
         tracing::debug!("dataset {dataset_id}: state read in {:?}", t.elapsed());
-        let seen = loaded.as_ref().map(|(_, v)| v.clone());
+        let seen = loaded.as_ref().map(|(_, v, _)| v.clone());
+        let size_before = loaded.as_ref().map_or(0, |(_, _, n)| *n);
         let (mut members, mut combination, previous_id, previous_documents) = match loaded {
-            Some((s, _)) => (s.members, Some(s.combination), Some(s.item_id), s.documents),
+            Some((s, _, _)) => (s.members, Some(s.combination), Some(s.item_id), s.documents),
             None => (Vec::new(), None, None, None),
         };
         let mut full = combination.is_none();
         let mut added = std::collections::HashSet::new();
+        let mut new_files = Vec::new();
+        let mut new_members = Vec::new();
         for (summary, file) in &files {
             match members.binary_search_by(|m| m.url.cmp(&summary.url)) {
                 Ok(k) => {
@@ -282,18 +473,42 @@ pub async fn rebuild(
                         full = true;
                     }
                 }
-                Err(k) => {
-                    members.insert(k, summary.clone());
-                    added.insert(summary.url.clone());
-                    if let Some(c) = combination.as_mut().filter(|_| !full) {
-                        full = !c.add(file.clone()).map_err(|e| {
-                            Failure::permanent(format!("dataset {dataset_id}: {e}"))
-                        })?;
+                Err(_) => {
+                    if added.insert(summary.url.clone()) {
+                        new_members.push(summary.clone());
+                        new_files.push(file.clone());
+                    } else {
+                        // The same file twice in one rebuild: its record holds the last.
+                        full = true;
                     }
                 }
             }
         }
+        if !new_members.is_empty() {
+            new_members.sort_by(|a, b| a.url.cmp(&b.url));
+            members = merge_by_url(members, new_members);
+        }
+        // All new files placed in one pass, wherever their times put them.
+        if let Some(c) = combination
+            .as_mut()
+            .filter(|_| !full && !new_files.is_empty())
+        {
+            full = !c
+                .add_all(new_files)
+                .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
+        }
         if !full && added.is_empty() {
+            if let (Some(combination), Some(item_id), Some(seen)) = (combination, previous_id, seen)
+            {
+                let state = DatasetState {
+                    format: STATE_FORMAT,
+                    members,
+                    combination,
+                    item_id,
+                    documents: previous_documents,
+                };
+                states.put(key, (state, seen, size_before));
+            }
             return Ok(false);
         }
         let combination = match combination.filter(|_| !full) {
@@ -324,15 +539,35 @@ pub async fn rebuild(
             documents,
         };
         tracing::debug!("dataset {dataset_id}: published in {:?}", t.elapsed());
-        if place.store(&state, seen.as_ref(), locked).await? {
+        if let Some((version, size)) = place
+            .store(&state, seen.as_ref(), locked, size_before)
+            .await?
+        {
             tracing::debug!("dataset {dataset_id}: state stored in {:?}", t.elapsed());
             drop(lock);
+            states.put(key, (state, version, size));
             return Ok(changed);
         }
         tracing::debug!(
             "dataset {dataset_id}: another writer stored its state first; rebuilding on top of it"
         );
     }
+}
+
+/// Two member lists sorted by URL, as one.
+fn merge_by_url(a: Vec<DatasetMember>, b: Vec<DatasetMember>) -> Vec<DatasetMember> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.url <= y.url,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
 }
 
 /// Writes the combined references and the dataset's item; removes the item published
@@ -435,6 +670,7 @@ async fn publish(
 #[derive(Default)]
 pub struct Rebuilds {
     slots: parking_lot::Mutex<HashMap<(String, String), Arc<Slot>>>,
+    states: StateCache,
 }
 
 type Waiting = (Dataset, oneshot::Sender<Result<bool, Failure>>);
@@ -446,6 +682,18 @@ struct Slot {
 }
 
 impl Rebuilds {
+    /// Adds `files` to their dataset now (no coalescing: a batch brings all its files at
+    /// once) and rebuilds its combined references and item. Whether anything changed.
+    pub async fn rebuild(
+        &self,
+        stages: &Stages,
+        collection: &str,
+        dataset_id: &str,
+        files: Vec<Dataset>,
+    ) -> Result<bool, Failure> {
+        rebuild(stages, &self.states, collection, dataset_id, files).await
+    }
+
     /// Adds a file to its dataset; returns once a rebuild holding it has written the
     /// dataset's item (whether anything changed).
     pub async fn add(&self, stages: &Stages, member: MemberFile) -> Result<bool, Failure> {
@@ -464,7 +712,7 @@ impl Rebuilds {
                 if !batch.is_empty() {
                     let (files, waiting): (Vec<Dataset>, Vec<_>) = batch.into_iter().unzip();
                     tracing::debug!("dataset {}: rebuilding with {} new files", key.1, files.len());
-                    let result = rebuild(stages, &key.0, &key.1, files).await;
+                    let result = self.rebuild(stages, &key.0, &key.1, files).await;
                     for tx in waiting {
                         let _ = tx.send(result.clone());
                     }

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use zarrstac_io::Location;
 use zarrstac_model::Dataset;
 
-use crate::datasets::{Rebuilds, rebuild};
+use crate::datasets::Rebuilds;
 use crate::failure::Failure;
 use crate::outcome::{Finished, Outcome, OutcomeSink, Summary};
 use crate::stages::{MemberFile, Staged, Stages};
@@ -233,7 +233,8 @@ impl Runner {
             let what = format!("rebuilding dataset {id}");
             let result = policy
                 .run(&what, |_| {
-                    rebuild(&self.stages, &collection, &id, files.clone())
+                    self.rebuilds
+                        .rebuild(&self.stages, &collection, &id, files.clone())
                 })
                 .await;
             for w in members {

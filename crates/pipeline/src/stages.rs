@@ -289,8 +289,7 @@ impl Stages {
         collection: &str,
         id: &str,
     ) -> Result<bool, Failure> {
-        let mut bytes = Vec::new();
-        zarrstac_refs::write_kerchunk(dataset, &mut bytes)
+        let bytes = zarrstac_refs::kerchunk_bytes(dataset)
             .map_err(|e| Failure::permanent(e.to_string()))?;
         Ok(self
             .refs_location(collection, id)

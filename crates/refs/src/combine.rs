@@ -120,6 +120,7 @@ pub struct Combination {
     /// The combined time values, in the earliest file's units.
     times: Vec<f64>,
     /// Every file, in time order.
+    #[serde(with = "span_columns")]
     spans: Vec<Span>,
     combined: Dataset,
 }
@@ -134,6 +135,76 @@ struct Span {
     first: f64,
     last: f64,
     records: u64,
+}
+
+/// Spans stored column by column, their URLs front-coded (neighbours in time share
+/// most of their URL).
+mod span_columns {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use zarrstac_model::front_coded::strings;
+
+    use super::Span;
+
+    #[derive(Serialize)]
+    struct Columns<'a> {
+        #[serde(serialize_with = "strings::serialize")]
+        urls: Vec<&'a str>,
+        starts: Vec<f64>,
+        firsts: Vec<f64>,
+        lasts: Vec<f64>,
+        records: Vec<u64>,
+    }
+
+    #[derive(Deserialize)]
+    struct StoredColumns {
+        #[serde(deserialize_with = "strings::deserialize")]
+        urls: Vec<String>,
+        starts: Vec<f64>,
+        firsts: Vec<f64>,
+        lasts: Vec<f64>,
+        records: Vec<u64>,
+    }
+
+    pub fn serialize<S: Serializer>(spans: &[Span], s: S) -> Result<S::Ok, S::Error> {
+        Columns {
+            urls: spans.iter().map(|x| x.url.as_str()).collect(),
+            starts: spans.iter().map(|x| x.start).collect(),
+            firsts: spans.iter().map(|x| x.first).collect(),
+            lasts: spans.iter().map(|x| x.last).collect(),
+            records: spans.iter().map(|x| x.records).collect(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Span>, D::Error> {
+        let c = StoredColumns::deserialize(d)?;
+        let n = c.urls.len();
+        if [
+            c.starts.len(),
+            c.firsts.len(),
+            c.lasts.len(),
+            c.records.len(),
+        ] != [n; 4]
+        {
+            return Err(serde::de::Error::custom(
+                "span columns of different lengths",
+            ));
+        }
+        Ok(c.urls
+            .into_iter()
+            .zip(c.starts)
+            .zip(c.firsts)
+            .zip(c.lasts)
+            .zip(c.records)
+            .map(|((((url, start), first), last), records)| Span {
+                url,
+                start,
+                first,
+                last,
+                records,
+            })
+            .collect())
+    }
 }
 
 /// One file's time axis read for combining.
@@ -196,146 +267,274 @@ impl Combination {
     /// say why it cannot be combined. The result is what [`Combination::new`] over all
     /// the files gives.
     pub fn add(&mut self, file: Dataset) -> Result<bool, CombineError> {
-        let Some(base_time) = self
+        self.add_all(vec![file])
+    }
+
+    /// Adds `files` (any order) as [`Combination::add`] would one after another, in one
+    /// pass over the combination whatever their number: each file is placed among the
+    /// files combined so far and the others given. `Ok(false)` (nothing changed) when
+    /// one of them cannot be placed so.
+    pub fn add_all(&mut self, files: Vec<Dataset>) -> Result<bool, CombineError> {
+        let Some(plan) = self.plan(files) else {
+            return Ok(false);
+        };
+        self.apply(plan)?;
+        Ok(true)
+    }
+
+    /// Where each file goes and what it brings, checked against its neighbours in the
+    /// final order; `None` when one cannot be placed.
+    fn plan(&self, files: Vec<Dataset>) -> Option<Vec<Placed>> {
+        let base_time = self
+            .base
+            .root
+            .arrays
+            .iter()
+            .find(|a| a.name == self.time_dim)?;
+        let calendar = CfCalendar::parse(&calendar_of(base_time));
+        let base_units = attr_str(base_time, "units").unwrap_or_default();
+        let base_seconds = zarrstac_cf::unit_seconds(base_units).unwrap_or(1.0);
+        let base_ref = zarrstac_cf::parse_units(base_units, calendar).ok()?;
+        if !self.combined.refused.is_empty() {
+            return None;
+        }
+        let mut placed = Vec::with_capacity(files.len());
+        for file in files {
+            let new_time = file.root.arrays.iter().find(|a| a.name == self.time_dim)?;
+            if CfCalendar::parse(&calendar_of(new_time)) != calendar || !file.refused.is_empty() {
+                return None;
+            }
+            let axis = file_axis(&file, &self.time_dim, calendar).ok()?;
+            let offset = seconds_since(&axis.epoch, calendar, &base_ref.epoch).ok()?;
+            let earliest = axis.values.iter().copied().fold(f64::INFINITY, f64::min);
+            let start = offset + earliest * axis.seconds_per_unit;
+            // Raw values stay raw only while every file has the same units.
+            if self.same_units && axis.units != base_units {
+                return None;
+            }
+            let values: Vec<f64> = if self.same_units {
+                axis.values
+            } else {
+                axis.values
+                    .iter()
+                    .map(|v| (offset + v * axis.seconds_per_unit) / base_seconds)
+                    .collect()
+            };
+            let (Some(&first), Some(&last)) = (values.first(), values.last()) else {
+                return None;
+            };
+            if values.windows(2).any(|w| w[1] <= w[0]) {
+                return None;
+            }
+            let records = records(&file, &self.time_dim);
+            placed.push(Placed {
+                at: 0,
+                span: Span {
+                    url: file.source_url.clone(),
+                    start,
+                    first,
+                    last,
+                    records,
+                },
+                values,
+                file,
+            });
+        }
+        placed.sort_by(|a, b| {
+            (a.span.start, a.span.url.as_str())
+                .partial_cmp(&(b.span.start, b.span.url.as_str()))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        // A file already combined, or given twice, is not added.
+        let urls: std::collections::HashSet<&str> =
+            placed.iter().map(|p| p.span.url.as_str()).collect();
+        if urls.len() != placed.len() || self.spans.iter().any(|s| urls.contains(s.url.as_str())) {
+            return None;
+        }
+        // Its place: after every combined file that sorts before it (by start, then URL);
+        // new files of one place in their own order. A new first file would be a new
+        // template.
+        for p in &mut placed {
+            let key = (p.span.start, p.span.url.as_str());
+            p.at = self
+                .spans
+                .partition_point(|s| (s.start, s.url.as_str()) < key);
+            if p.at == 0 {
+                return None;
+            }
+        }
+        for k in 0..placed.len() {
+            let at = placed[k].at;
+            let before = match k.checked_sub(1).filter(|&j| placed[j].at == at) {
+                Some(j) => &placed[j].span,
+                None => &self.spans[at - 1],
+            };
+            let after = match placed.get(k + 1).filter(|next| next.at == at) {
+                Some(next) => Some(&next.span),
+                None => self.spans.get(at),
+            };
+            let this = &placed[k];
+            if this.span.first < before.last || after.is_some_and(|a| a.first < this.span.last) {
+                return None;
+            }
+            for base in &self.base.root.arrays {
+                let along_time = base.dimensions.first().is_some_and(|d| d == &self.time_dim);
+                let other = this.file.root.arrays.iter().find(|a| a.name == base.name)?;
+                check_compatible(
+                    base,
+                    other,
+                    &self.base.source_url,
+                    &this.file.source_url,
+                    along_time,
+                )
+                .ok()?;
+                // Only the last file may end on a partial chunk.
+                let c = base.chunk_shape.first().copied().unwrap_or(1).max(1);
+                if along_time
+                    && base.name != self.time_dim
+                    && (!before.records.is_multiple_of(c)
+                        || (after.is_some() && !this.span.records.is_multiple_of(c)))
+                {
+                    return None;
+                }
+            }
+        }
+        Some(placed)
+    }
+
+    /// Puts the planned files in: spans, time values and every array along time, in one
+    /// merge of the combined files and the new ones in time order.
+    fn apply(&mut self, placed: Vec<Placed>) -> Result<(), CombineError> {
+        let base_units = self
             .base
             .root
             .arrays
             .iter()
             .find(|a| a.name == self.time_dim)
-        else {
-            return Ok(false);
-        };
-        let calendar_name = calendar_of(base_time);
-        let calendar = CfCalendar::parse(&calendar_name);
-        let Some(new_time) = file.root.arrays.iter().find(|a| a.name == self.time_dim) else {
-            return Ok(false);
-        };
-        if CfCalendar::parse(&calendar_of(new_time)) != calendar
-            || self.spans.iter().any(|s| s.url == file.source_url)
-            || !file.refused.is_empty()
-            || !self.combined.refused.is_empty()
-        {
-            return Ok(false);
-        }
-        let Ok(axis) = file_axis(&file, &self.time_dim, calendar) else {
-            return Ok(false);
-        };
-        let base_units = attr_str(base_time, "units").unwrap_or_default();
-        let base_seconds = zarrstac_cf::unit_seconds(base_units).unwrap_or(1.0);
-        let Ok(base_ref) = zarrstac_cf::parse_units(base_units, calendar) else {
-            return Ok(false);
-        };
-        let Ok(offset) = seconds_since(&axis.epoch, calendar, &base_ref.epoch) else {
-            return Ok(false);
-        };
-        let earliest = axis.values.iter().copied().fold(f64::INFINITY, f64::min);
-        let start = offset + earliest * axis.seconds_per_unit;
-        // Its place: after every file that sorts before it (by start, then URL).
-        let at = self
-            .spans
-            .partition_point(|s| (s.start, s.url.as_str()) < (start, file.source_url.as_str()));
-        // Raw values stay raw only while every file has the same units; a new first file
-        // would be a new template.
-        if at == 0 || (self.same_units && axis.units != base_units) {
-            return Ok(false);
-        }
-        let converted: Vec<f64> = if self.same_units {
-            axis.values.clone()
-        } else {
-            axis.values
-                .iter()
-                .map(|v| (offset + v * axis.seconds_per_unit) / base_seconds)
-                .collect()
-        };
-        let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) else {
-            return Ok(false);
-        };
-        let before = &self.spans[at - 1];
-        let after = self.spans.get(at);
-        if converted.windows(2).any(|w| w[1] <= w[0])
-            || lo < before.last
-            || after.is_some_and(|a| a.first < hi)
-        {
-            return Ok(false);
-        }
-        let new_records = records(&file, &self.time_dim);
-        let mut parts = Vec::with_capacity(self.base.root.arrays.len());
-        for base in &self.base.root.arrays {
-            let along_time = base.dimensions.first().is_some_and(|d| d == &self.time_dim);
-            let Some(other) = file.root.arrays.iter().find(|a| a.name == base.name) else {
-                return Ok(false);
-            };
-            if check_compatible(
-                base,
-                other,
-                &self.base.source_url,
-                &file.source_url,
-                along_time,
-            )
-            .is_err()
-            {
-                return Ok(false);
+            .and_then(|a| attr_str(a, "units"))
+            .unwrap_or_default()
+            .to_string();
+        let appended = placed.iter().all(|p| p.at == self.spans.len());
+        let old_spans = std::mem::take(&mut self.spans);
+        let old_times = std::mem::take(&mut self.times);
+        let new_values: usize = placed.iter().map(|p| p.values.len()).sum();
+        let mut order: Vec<Slot> = Vec::with_capacity(old_spans.len() + placed.len());
+        let mut spans = Vec::with_capacity(old_spans.len() + placed.len());
+        let mut times = Vec::with_capacity(old_times.len() + new_values);
+        let mut files: Vec<Dataset> = Vec::with_capacity(placed.len());
+        let mut new = placed.into_iter().enumerate().peekable();
+        let mut old_start = 0u64;
+        let mut old = old_spans.into_iter().enumerate().peekable();
+        loop {
+            // New files of place `j` go before combined span `j`.
+            let next_old = old.peek().map(|(j, _)| *j);
+            match new.next_if(|(_, p)| next_old.is_none_or(|j| p.at <= j)) {
+                Some((k, p)) => {
+                    self.combined.source_size += p.file.source_size;
+                    times.extend_from_slice(&p.values);
+                    order.push(Slot::New {
+                        file: k,
+                        records: p.span.records,
+                    });
+                    spans.push(p.span);
+                    files.push(p.file);
+                }
+                None => {
+                    let Some((_, span)) = old.next() else { break };
+                    let from = old_start as usize;
+                    let to = from + span.records as usize;
+                    times.extend_from_slice(old_times.get(from..to).unwrap_or(&[]));
+                    order.push(Slot::Old {
+                        start: old_start,
+                        records: span.records,
+                    });
+                    old_start += span.records;
+                    spans.push(span);
+                }
             }
-            // Only the last file may end on a partial chunk.
-            let c = base.chunk_shape.first().copied().unwrap_or(1).max(1);
-            if along_time
-                && base.name != self.time_dim
-                && (!before.records.is_multiple_of(c)
-                    || (after.is_some() && !new_records.is_multiple_of(c)))
-            {
-                return Ok(false);
-            }
-            parts.push(other);
         }
-        let records_before: u64 = self.spans[..at].iter().map(|s| s.records).sum();
-        let at_value = records_before as usize;
-        self.times
-            .splice(at_value..at_value, converted.iter().copied());
+        self.spans = spans;
+        self.times = times;
         let total = self.times.len() as u64;
-        for (k, (base, part)) in self.base.root.arrays.iter().zip(parts).enumerate() {
+        for (k, base) in self.base.root.arrays.iter().enumerate() {
             let out = &mut self.combined.root.arrays[k];
             if base.name == self.time_dim {
-                *out = time_array(base, &self.times, self.same_units, base_units);
+                *out = time_array(base, &self.times, self.same_units, &base_units);
                 continue;
             }
             if base.dimensions.first().is_none_or(|d| d != &self.time_dim) {
                 continue;
             }
             let c = base.chunk_shape[0].max(1);
-            let boundary = records_before / c;
             out.shape[0] = total;
-            if after.is_none() {
+            let part = |k: usize| {
+                files[k]
+                    .root
+                    .arrays
+                    .iter()
+                    .find(|a| a.name == base.name)
+                    .map(|a| &a.manifest)
+            };
+            if appended {
                 // Last in time: nothing to move.
-                shift_chunks(&mut out.manifest, &part.manifest, |_| true, boundary)?;
+                let mut records = old_start;
+                for slot in order.iter().filter(|s| matches!(s, Slot::New { .. })) {
+                    if let Slot::New { file, records: n } = *slot {
+                        if let Some(m) = part(file) {
+                            shift_chunks(&mut out.manifest, m, |_| true, records / c)?;
+                        }
+                        records += n;
+                    }
+                }
                 continue;
             }
             let old = std::mem::take(&mut out.manifest);
-            let mut manifest =
-                ChunkManifest::with_capacity(old.ndim(), old.len() + part.manifest.len());
-            // The files before it, the file, the files after it moved along: the order
+            let new_chunks: usize = (0..files.len()).filter_map(part).map(|m| m.len()).sum();
+            let mut manifest = ChunkManifest::with_capacity(old.ndim(), old.len() + new_chunks);
+            // The combined chunks grouped by the file they belong to (by their first
+            // index), so that each group is moved once, in the final order: the order
             // (and path numbering) a combination of all files in time order has.
-            shift_chunks(&mut manifest, &old, |i| i < boundary, 0)?;
-            shift_chunks(&mut manifest, &part.manifest, |_| true, boundary)?;
-            shift_chunks(
-                &mut manifest,
-                &old,
-                |i| i >= boundary,
-                new_records.div_ceil(c),
-            )?;
+            let old_firsts: Vec<u64> = order
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Old { start, .. } => Some(start / c),
+                    Slot::New { .. } => None,
+                })
+                .collect();
+            let mut groups: Vec<Vec<usize>> = vec![Vec::new(); old_firsts.len()];
+            let entries: Vec<(&[u64], &ChunkRef)> = old.iter().collect();
+            for (e, (key, _)) in entries.iter().enumerate() {
+                let g = old_firsts
+                    .partition_point(|&s| s <= key[0])
+                    .saturating_sub(1);
+                if let Some(group) = groups.get_mut(g) {
+                    group.push(e);
+                }
+            }
+            let mut records = 0u64;
+            let mut g = 0;
+            for slot in &order {
+                match *slot {
+                    Slot::New { file, records: n } => {
+                        if let Some(m) = part(file) {
+                            shift_chunks(&mut manifest, m, |_| true, records / c)?;
+                        }
+                        records += n;
+                    }
+                    Slot::Old { start, records: n } => {
+                        let by = records / c - start / c;
+                        for &e in &groups[g] {
+                            let (key, chunk) = entries[e];
+                            move_chunk(&mut manifest, &old, key, chunk, by)?;
+                        }
+                        records += n;
+                        g += 1;
+                    }
+                }
+            }
             out.manifest = manifest;
         }
-        self.combined.source_size += file.source_size;
-        self.spans.insert(
-            at,
-            Span {
-                url: file.source_url,
-                start,
-                first: lo,
-                last: hi,
-                records: new_records,
-            },
-        );
-        Ok(true)
+        Ok(())
     }
 
     /// Combines the files (in any order) along their time dimension.
@@ -736,34 +935,61 @@ fn concat(
 
 /// Adds the chunks of `from` whose index along time passes `keep` to `manifest`, moved
 /// `by` chunks along time, in their order.
+/// A file planned into a combination.
+struct Placed {
+    /// Before which combined span it goes.
+    at: usize,
+    span: Span,
+    /// Its time values in the combination's units.
+    values: Vec<f64>,
+    file: Dataset,
+}
+
+/// One file of a combination being merged: a combined one (its first record before the
+/// merge) or a new one.
+#[derive(Clone, Copy)]
+enum Slot {
+    Old { start: u64, records: u64 },
+    New { file: usize, records: u64 },
+}
+
+/// Copies one chunk of `from` into `manifest`, `by` chunks later along time.
+fn move_chunk(
+    manifest: &mut ChunkManifest,
+    from: &ChunkManifest,
+    key: &[u64],
+    chunk: &ChunkRef,
+    by: u64,
+) -> Result<(), CombineError> {
+    let mut index = key.to_vec();
+    index[0] += by;
+    let moved = match chunk {
+        ChunkRef::Range {
+            path,
+            offset,
+            length,
+        } => ChunkRef::Range {
+            path: manifest.path_id(&from.paths()[*path as usize]),
+            offset: *offset,
+            length: *length,
+        },
+        inline => inline.clone(),
+    };
+    manifest
+        .push(&index, moved)
+        .map_err(|e| refused(e.to_string()))
+}
+
 fn shift_chunks(
     manifest: &mut ChunkManifest,
     from: &ChunkManifest,
     keep: impl Fn(u64) -> bool,
     by: u64,
 ) -> Result<(), CombineError> {
-    let mut index = vec![0u64; from.ndim()];
     for (key, chunk) in from.iter() {
-        if !keep(key[0]) {
-            continue;
+        if keep(key[0]) {
+            move_chunk(manifest, from, key, chunk, by)?;
         }
-        index.copy_from_slice(key);
-        index[0] += by;
-        let moved = match chunk {
-            ChunkRef::Range {
-                path,
-                offset,
-                length,
-            } => ChunkRef::Range {
-                path: manifest.path_id(&from.paths()[*path as usize]),
-                offset: *offset,
-                length: *length,
-            },
-            inline => inline.clone(),
-        };
-        manifest
-            .push(&index, moved)
-            .map_err(|e| refused(e.to_string()))?;
     }
     Ok(())
 }
@@ -986,6 +1212,53 @@ mod tests {
         assert!(back.add(overlap).unwrap());
         let behind = file("file:///p.nc", &[19.0, 30.0], units, 1);
         assert!(!back.add(behind).unwrap());
+    }
+
+    #[test]
+    fn files_added_together_go_where_their_times_put_them() {
+        let units = "days since 2000-01-01";
+        let files: Vec<Dataset> = (0..12)
+            .map(|k| {
+                let t = [2.0 * k as f64, 2.0 * k as f64 + 1.0];
+                file(&format!("file:///f{k:02}.nc"), &t, units, 1)
+            })
+            .collect();
+        let whole = refs(&combine(files.clone()).unwrap());
+        // Between combined files, next to each other, and after the last, in one call,
+        // given in no particular order.
+        let mut c =
+            Combination::new(vec![files[0].clone(), files[3].clone(), files[7].clone()]).unwrap();
+        let batch: Vec<Dataset> = [9, 1, 11, 2, 5, 10, 4, 8, 6]
+            .iter()
+            .map(|&k| files[k].clone())
+            .collect();
+        assert!(c.add_all(batch).unwrap());
+        assert_eq!(refs(c.dataset()), whole);
+        // Only at the end: appended.
+        let mut tail = Combination::new(files[..5].to_vec()).unwrap();
+        assert!(
+            tail.add_all(files[5..].iter().rev().cloned().collect())
+                .unwrap()
+        );
+        assert_eq!(refs(tail.dataset()), whole);
+        // One file of the batch that cannot be placed (overlapping another new one, a new
+        // first file, one already combined) leaves the combination as it was.
+        let before = refs(c.dataset());
+        let late = |name: &str, t: &[f64]| file(name, t, units, 1);
+        for batch in [
+            vec![
+                late("file:///x.nc", &[30.0, 31.0]),
+                late("file:///y.nc", &[30.5, 32.0]),
+            ],
+            vec![
+                late("file:///x.nc", &[30.0, 31.0]),
+                late("file:///a.nc", &[-5.0, -4.0]),
+            ],
+            vec![late("file:///x.nc", &[30.0, 31.0]), files[4].clone()],
+        ] {
+            assert!(!c.add_all(batch).unwrap());
+            assert_eq!(refs(c.dataset()), before);
+        }
     }
 
     #[test]

@@ -24,12 +24,28 @@ pub enum KerchunkError {
 /// dataset always gives the same bytes.
 pub fn write_kerchunk<W: Write>(dataset: &Dataset, out: W) -> Result<(), KerchunkError> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
-    w.write_all(b"{\"version\":1,\"refs\":{")?;
-    let mut first = true;
-    write_group(&mut w, &dataset.root, "", &mut first)?;
-    w.write_all(b"}}\n")?;
+    write_document(&mut w, dataset)?;
     w.flush()?;
     Ok(())
+}
+
+fn write_document<W: Write>(w: &mut W, dataset: &Dataset) -> Result<(), KerchunkError> {
+    w.write_all(b"{\"version\":1,\"refs\":{")?;
+    let mut first = true;
+    write_group(w, &dataset.root, "", &mut first)?;
+    w.write_all(b"}}\n")?;
+    Ok(())
+}
+
+/// The references of `dataset` as bytes, written into a buffer sized for its chunks
+/// up front (combined datasets' references run to megabytes).
+pub fn kerchunk_bytes(dataset: &Dataset) -> Result<Vec<u8>, KerchunkError> {
+    // About what one chunk's entry takes, with its key and URL.
+    const ENTRY: usize = 128;
+    let chunks: usize = dataset.arrays().iter().map(|(_, a)| a.manifest.len()).sum();
+    let mut out = Vec::with_capacity(16 * 1024 + chunks.saturating_mul(ENTRY));
+    write_document(&mut out, dataset)?;
+    Ok(out)
 }
 
 fn key(prefix: &str, name: &str) -> String {

@@ -11,5 +11,5 @@ pub mod report;
 
 pub use combine::{CombineError, combine};
 pub use inline::inline_small_chunks;
-pub use kerchunk::{KerchunkError, write_kerchunk};
+pub use kerchunk::{KerchunkError, kerchunk_bytes, write_kerchunk};
 pub use report::{VariableOutcome, VariableReport, report};

@@ -282,32 +282,54 @@ pub fn dataset_item_id(dataset_id: &str, members: &[DatasetMember]) -> String {
 /// else a `version` global attribute, else the day of the newest `creation_date`.
 /// Members are taken in URL order, whatever order they are given in.
 pub fn dataset_version(members: &[DatasetMember]) -> Option<String> {
-    let mut sorted: Vec<&DatasetMember> = members.iter().collect();
-    sorted.sort_by(|a, b| a.url.cmp(&b.url));
-    for f in &sorted {
-        for seg in f.url.split('/') {
-            if seg.len() == 9
-                && seg.starts_with('v')
-                && seg[1..].bytes().all(|b| b.is_ascii_digit())
-            {
-                return Some(seg[1..].to_string());
-            }
-        }
+    // The first member in URL order that has one, found in one pass: a rebuild asks this
+    // of every member on each arrival, so no sorting.
+    fn first_by_url<'a>(
+        members: &'a [DatasetMember],
+        pick: impl Fn(&'a DatasetMember) -> Option<&'a str>,
+    ) -> Option<&'a str> {
+        members
+            .iter()
+            .filter_map(|m| Some((m.url.as_str(), pick(m)?)))
+            .min_by(|a, b| a.0.cmp(b.0))
+            .map(|(_, v)| v)
     }
-    if let Some(v) = sorted.iter().find_map(|f| f.version.as_deref()) {
+    if let Some(v) = first_by_url(members, |m| version_directory(&m.url)) {
+        return Some(v.to_string());
+    }
+    if let Some(v) = first_by_url(members, |m| m.version.as_deref()) {
         let digits: String = v.chars().filter(char::is_ascii_digit).collect();
         if digits.len() == 8 {
             return Some(digits);
         }
     }
-    sorted
+    members
         .iter()
         .filter_map(|f| f.creation_date.as_deref())
         .filter_map(|c| {
-            let digits: String = c.chars().take(10).filter(char::is_ascii_digit).collect();
-            (digits.len() == 8).then_some(digits)
+            // The digits of its first ten characters (a date), when they are eight.
+            let mut digits = [0u8; 8];
+            let mut n = 0;
+            for b in c.chars().take(10).filter(char::is_ascii_digit) {
+                *digits.get_mut(n)? = b as u8;
+                n += 1;
+            }
+            (n == 8).then_some(digits)
         })
         .max()
+        .map(|d| d.iter().map(|&b| b as char).collect())
+}
+
+/// The digits of a `vYYYYMMDD` path segment of a URL (the DRS version directory).
+fn version_directory(url: &str) -> Option<&str> {
+    if !url.contains("/v") {
+        return None;
+    }
+    url.split('/')
+        .find(|seg| {
+            seg.len() == 9 && seg.starts_with('v') && seg[1..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(|seg| &seg[1..])
 }
 
 /// A file's asset: its own time span, size and tracking id.
@@ -424,4 +446,55 @@ pub fn item_for_dataset(
         }
     }
     Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(url: &str, version: Option<&str>, created: Option<&str>) -> DatasetMember {
+        DatasetMember {
+            url: url.into(),
+            asset_key: url.rsplit('/').next().unwrap_or(url).into(),
+            size: 1,
+            start: None,
+            end: None,
+            tracking_id: None,
+            version: version.map(Into::into),
+            creation_date: created.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_dataset_version_does_not_depend_on_the_order_of_the_members() {
+        let mut members = vec![
+            member("s3://a/tas/gn/v20210101/tas_2.nc", None, None),
+            member("s3://a/tas/gn/v20200101/tas_1.nc", None, None),
+            member("s3://a/tas/gn/latest/tas_0.nc", Some("v20190101"), None),
+        ];
+        // The version directory of the first URL that has one, before any attribute.
+        assert_eq!(dataset_version(&members).as_deref(), Some("20200101"));
+        members.reverse();
+        assert_eq!(dataset_version(&members).as_deref(), Some("20200101"));
+
+        // Else the `version` attribute of the first file by URL that has one.
+        let by_attribute = [
+            member("file:///d/b.nc", Some("v20220202"), None),
+            member("file:///d/a.nc", Some("v20210202"), None),
+            member("file:///d/0.nc", None, Some("2030-01-01T00:00:00Z")),
+        ];
+        assert_eq!(dataset_version(&by_attribute).as_deref(), Some("20210202"));
+
+        // Else the day of the newest creation date; dates that are not dates count not.
+        let by_date = [
+            member("file:///d/a.nc", None, Some("2026-01-01T00:00:00Z")),
+            member("file:///d/b.nc", None, Some("2026-03-05T10:00:00Z")),
+            member("file:///d/c.nc", None, Some("yesterday")),
+        ];
+        assert_eq!(dataset_version(&by_date).as_deref(), Some("20260305"));
+        assert_eq!(
+            dataset_version(&[member("file:///d/a.nc", None, None)]),
+            None
+        );
+    }
 }

@@ -170,12 +170,14 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                     .is_some_and(|m| m.starts_with("combined time"))
             })
             .map_or(0, |a| a.shape[0]);
-        let mut bytes = Vec::new();
-        if let Err(e) = zarrstac_refs::write_kerchunk(&combined, &mut bytes) {
-            refused += 1;
-            eprintln!("error: {id}: {e}");
-            continue;
-        }
+        let bytes = match zarrstac_refs::kerchunk_bytes(&combined) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                refused += 1;
+                eprintln!("error: {id}: {e}");
+                continue;
+            }
+        };
         let target = match (&args.output, several) {
             (Some(o), true) => Location::parse(o).map(|l| Some(l.join(&format!("{id}.json")))),
             (Some(o), false) => Location::parse(o).map(Some),

@@ -175,11 +175,8 @@ async fn one(
         .context("reading small chunks to inline")?;
     let inlined = started.elapsed();
     let report = zarrstac_refs::report(&dataset);
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        zarrstac_refs::write_kerchunk(&dataset, &mut buf).map(|_| buf)
-    })
-    .await??;
+    let bytes =
+        tokio::task::spawn_blocking(move || zarrstac_refs::kerchunk_bytes(&dataset)).await??;
     match target {
         Some(loc) => {
             loc.store
