@@ -181,6 +181,7 @@ impl StaticCatalog {
                 }
             }
         }
+        let old_page_count = old_index.as_ref().map(|_| old_pages.len());
         let mut index_pages: Vec<Value> = old_pages.into_iter().take(first_page).collect();
         let digests: std::collections::HashMap<String, String> = index_pages
             .iter()
@@ -264,23 +265,30 @@ impl StaticCatalog {
         if self.put_if_changed(&index_rel, pretty(&index)).await? == WriteOutcome::Written {
             outcome = WriteOutcome::Written;
         }
-        // Pages left from a longer list.
+        // Pages left from a longer list: those the old index named, else whatever the
+        // folder holds (a list written before its index, say).
         let folder = self.root.join(&assets);
-        let listed = Self::list(&folder).await?;
-        for meta in listed {
-            let page = meta.location.filename().and_then(|f| {
-                f.strip_prefix("page-")?
-                    .strip_suffix(".json")?
-                    .parse::<usize>()
-                    .ok()
-            });
-            if page.is_some_and(|p| p > n_pages) {
-                folder
-                    .store
-                    .delete(&meta.location)
-                    .await
-                    .map_err(Self::store_err(&folder.url))?;
-                outcome = WriteOutcome::Written;
+        let stale: Vec<object_store::path::Path> = match old_page_count {
+            Some(count) => (n_pages + 1..=count)
+                .map(|n| folder.join(&format!("page-{n}.json")).path)
+                .collect(),
+            None => Self::list(&folder)
+                .await?
+                .into_iter()
+                .map(|meta| meta.location)
+                .filter(|location| {
+                    location
+                        .filename()
+                        .and_then(|f| f.strip_prefix("page-")?.strip_suffix(".json")?.parse().ok())
+                        .is_some_and(|p: usize| p > n_pages)
+                })
+                .collect(),
+        };
+        for location in stale {
+            match folder.store.delete(&location).await {
+                Ok(()) => outcome = WriteOutcome::Written,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Self::store_err(&folder.url)(e)),
             }
         }
         Ok(Some(outcome))

@@ -6,7 +6,41 @@ pub enum ChunkRef {
     /// `length` bytes at `offset` of the manifest's path number `path`.
     Range { path: u32, offset: u64, length: u64 },
     /// The chunk's stored (encoded) bytes themselves.
-    Inline(Arc<[u8]>),
+    Inline(#[serde(with = "inline_bytes")] Arc<[u8]>),
+}
+
+/// Inline chunk bytes as one byte string rather than a sequence of numbers: the same
+/// bytes in postcard, read and written in one copy instead of one call per byte.
+mod inline_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(bytes: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        struct Bytes;
+        impl<'de> de::Visitor<'de> for Bytes {
+            type Value = Arc<[u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("chunk bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Arc::from(v))
+            }
+            // Formats without byte strings (JSON) give a sequence of numbers.
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Arc::from(out))
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -292,12 +292,10 @@ impl DatasetPlace {
     /// (`Ok(None)`: read it again); the version and size stored. Local paths are serialized by the lock file instead.
     async fn store(
         &self,
-        state: &DatasetState,
+        bytes: Vec<u8>,
         seen: Option<&UpdateVersion>,
         locked: bool,
-        size_before: usize,
     ) -> Result<Option<(UpdateVersion, usize)>, Failure> {
-        let bytes = encode_state(state, size_before)?;
         let size = bytes.len();
         let mode = match (locked, seen) {
             (true, _) => PutMode::Overwrite,
@@ -529,23 +527,33 @@ async fn rebuild(
             only_added: !full,
             added,
         };
-        let (changed, documents) =
-            publish(stages, &place, &members, &combination, &item_id, previous).await?;
-        let state = DatasetState {
+        let documents = (!keeps_file_assets(&members, &item_options(stages, collection, &item_id)))
+            .then_some(members.len());
+        let state = Arc::new(DatasetState {
             format: STATE_FORMAT,
             members,
             combination,
             item_id,
             documents,
+        });
+        // The state is encoded on another thread while the outputs are written; it is
+        // stored only after them.
+        let encoding = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || encode_state(&state, size_before))
         };
+        let changed = publish(stages, &place, &state, previous).await;
+        let bytes = encoding
+            .await
+            .map_err(|e| Failure::permanent(format!("encoding dataset state: {e}")))??;
+        let changed = changed?;
         tracing::debug!("dataset {dataset_id}: published in {:?}", t.elapsed());
-        if let Some((version, size)) = place
-            .store(&state, seen.as_ref(), locked, size_before)
-            .await?
-        {
+        if let Some((version, size)) = place.store(bytes, seen.as_ref(), locked).await? {
             tracing::debug!("dataset {dataset_id}: state stored in {:?}", t.elapsed());
             drop(lock);
-            states.put(key, (state, version, size));
+            if let Ok(state) = Arc::try_unwrap(state) {
+                states.put(key, (state, version, size));
+            }
             return Ok(changed);
         }
         tracing::debug!(
@@ -575,36 +583,28 @@ fn merge_by_url(a: Vec<DatasetMember>, b: Vec<DatasetMember>) -> Vec<DatasetMemb
 async fn publish(
     stages: &Stages,
     place: &DatasetPlace,
-    members: &[DatasetMember],
-    combination: &Combination,
-    item_id: &str,
+    state: &Arc<DatasetState>,
     previous: Previous,
-) -> Result<(bool, Option<usize>), Failure> {
+) -> Result<bool, Failure> {
     let collection = &place.collection;
+    let (members, item_id) = (&state.members, state.item_id.as_str());
     let t = std::time::Instant::now();
-    let mut changed = stages
-        .write_refs(combination.dataset(), collection, item_id)
-        .await?;
-    tracing::debug!(
-        "dataset {}: references written in {:?}",
-        place.dataset_id,
-        t.elapsed()
-    );
-    let sink = stages.catalog();
-    let opts = ItemOptions {
-        collection: Some(collection.clone()),
-        refs_href: Some(stages.refs_location(collection, item_id).url),
-        store_style: stages.style().clone(),
-        source_modified: None,
-        max_item_assets: sink
-            .holds_asset_documents()
-            .then_some(stages.config.stac.max_item_assets),
+    // The combined references (megabytes for a big dataset) are encoded on another
+    // thread while the item is built; written before the item, which points at them.
+    let references = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            zarrstac_refs::kerchunk_bytes(state.combination.dataset())
+                .map_err(|e| Failure::permanent(e.to_string()))
+        })
     };
-    let combined = combination.dataset();
+    let sink = stages.catalog();
+    let opts = item_options(stages, collection, item_id);
+    let combined = state.combination.dataset();
     let mut item = item_for_dataset(&place.dataset_id, members, combined, &opts)
         .map_err(|e| Failure::permanent(format!("dataset {}: {e}", place.dataset_id)))?;
-    let mut mark = None;
-    if !keeps_file_assets(members, &opts) {
+    let mut changed = false;
+    if state.documents.is_some() {
         let ordered = in_document_order(members);
         // When members were only added under the same item, the documents before the
         // first added one are those written last time (a document depends on its file
@@ -615,9 +615,19 @@ async fn publish(
                     && previous.item_id.as_deref() == Some(item_id)
                     && count + previous.added.len() == ordered.len() =>
             {
-                ordered
+                // Where the earliest added one sits: each found by URL (members are sorted
+                // so), then by its key in document order.
+                fn key(m: &DatasetMember) -> (Option<&str>, &str) {
+                    (m.start.as_deref(), m.asset_key.as_str())
+                }
+                previous
+                    .added
                     .iter()
-                    .position(|m| previous.added.contains(&m.url))
+                    .filter_map(|url| {
+                        let k = members.binary_search_by(|m| m.url.as_str().cmp(url)).ok()?;
+                        Some(ordered.partition_point(|o| key(o) < key(&members[k])))
+                    })
+                    .min()
                     .unwrap_or(ordered.len())
             }
             _ => 0,
@@ -647,10 +657,18 @@ async fn publish(
         if let Some(links) = item["links"].as_array_mut() {
             links.push(link);
         }
-        mark = Some(ordered.len());
     }
     tracing::debug!(
         "dataset {}: item built in {:?}",
+        place.dataset_id,
+        t.elapsed()
+    );
+    let references = references
+        .await
+        .map_err(|e| Failure::permanent(format!("encoding references of {item_id}: {e}")))??;
+    changed |= stages.put_refs(references, collection, item_id).await?;
+    tracing::debug!(
+        "dataset {}: references written in {:?}",
         place.dataset_id,
         t.elapsed()
     );
@@ -661,7 +679,22 @@ async fn publish(
         let _ = old_refs.store.delete(&old_refs.path).await;
         changed = true;
     }
-    Ok((changed, mark))
+    Ok(changed)
+}
+
+/// How a dataset's item is built: in its collection, pointing at its references; with
+/// its files as asset documents beyond `stac.max_item_assets` where the catalog holds them.
+fn item_options(stages: &Stages, collection: &str, item_id: &str) -> ItemOptions {
+    ItemOptions {
+        collection: Some(collection.to_string()),
+        refs_href: Some(stages.refs_location(collection, item_id).url),
+        store_style: stages.style().clone(),
+        source_modified: None,
+        max_item_assets: stages
+            .catalog()
+            .holds_asset_documents()
+            .then_some(stages.config.stac.max_item_assets),
+    }
 }
 
 /// Rebuilds coalesced per dataset: at most one in flight for a dataset; files arriving

@@ -291,6 +291,16 @@ impl Stages {
     ) -> Result<bool, Failure> {
         let bytes = zarrstac_refs::kerchunk_bytes(dataset)
             .map_err(|e| Failure::permanent(e.to_string()))?;
+        self.put_refs(bytes, collection, id).await
+    }
+
+    /// Stores encoded references; `Ok(true)` when they changed.
+    pub async fn put_refs(
+        &self,
+        bytes: Vec<u8>,
+        collection: &str,
+        id: &str,
+    ) -> Result<bool, Failure> {
         Ok(self
             .refs_location(collection, id)
             .put_if_changed(bytes)

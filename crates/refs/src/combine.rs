@@ -346,10 +346,16 @@ impl Combination {
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
         // A file already combined, or given twice, is not added.
-        let urls: std::collections::HashSet<&str> =
-            placed.iter().map(|p| p.span.url.as_str()).collect();
-        if urls.len() != placed.len() || self.spans.iter().any(|s| urls.contains(s.url.as_str())) {
-            return None;
+        {
+            let urls: hashbrown::HashSet<&str> =
+                placed.iter().map(|p| p.span.url.as_str()).collect();
+            let combined = |url: &str| match placed.as_slice() {
+                [one] => one.span.url == url,
+                _ => urls.contains(url),
+            };
+            if urls.len() != placed.len() || self.spans.iter().any(|s| combined(&s.url)) {
+                return None;
+            }
         }
         // Its place: after every combined file that sorts before it (by start, then URL);
         // new files of one place in their own order. A new first file would be a new
