@@ -39,6 +39,10 @@ use crate::stages::{MemberFile, Stages};
 const STATE_FORMAT: u32 = 4;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
+/// Leads every member record, with the layout's number: a record of another layout is
+/// refused by name, never decoded into something else.
+const RECORD_MAGIC: &[u8; 8] = b"ZSTMEMB\0";
+const RECORD_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct DatasetState {
@@ -188,6 +192,23 @@ fn decode_state(bytes: &[u8]) -> Option<DatasetState> {
         .filter(|s| s.format == STATE_FORMAT)
 }
 
+/// A member record's file metadata, or why it is not a record of this layout.
+fn decode_record(bytes: &[u8]) -> Result<Dataset, String> {
+    let body = bytes
+        .strip_prefix(RECORD_MAGIC)
+        .ok_or("not a member record of this version of zarrstac")?;
+    let (format, body) = body
+        .split_first_chunk::<4>()
+        .ok_or("a truncated member record")?;
+    let format = u32::from_le_bytes(*format);
+    if format != RECORD_FORMAT {
+        return Err(format!(
+            "a member record of layout {format}, this version reads layout {RECORD_FORMAT}"
+        ));
+    }
+    postcard::from_bytes(body).map_err(|e| format!("a damaged member record ({e})"))
+}
+
 fn store_error(url: &str, e: object_store::Error) -> Failure {
     let transient = !matches!(
         e,
@@ -225,7 +246,9 @@ impl DatasetPlace {
 
     /// Writes a member's record; `Ok(true)` when it is new or changed.
     async fn write_record(&self, file: &Dataset) -> Result<bool, Failure> {
-        let bytes = postcard::to_stdvec(file)
+        let mut bytes = RECORD_MAGIC.to_vec();
+        bytes.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
+        postcard::to_io(file, &mut bytes)
             .map_err(|e| Failure::permanent(format!("encoding {}: {e}", file.source_url)))?;
         Ok(self.record(&file.source_url).put_if_changed(bytes).await?)
     }
@@ -251,12 +274,11 @@ impl DatasetPlace {
                 .bytes()
                 .await
                 .map_err(|e| store_error(&url, e))?;
-            let file: Dataset = postcard::from_bytes(&bytes).map_err(|e| {
-                Failure::permanent(format!(
-                    "{url}: not a member record of this version ({e}); ingest the file again"
-                ))
-            })?;
-            files.push(file);
+            files.push(
+                decode_record(&bytes).map_err(|e| {
+                    Failure::permanent(format!("{url}: {e}; ingest the file again"))
+                })?,
+            );
         }
         files.sort_by(|a, b| a.source_url.cmp(&b.source_url));
         Ok(files)
@@ -757,5 +779,50 @@ impl Rebuilds {
         let changed = result
             .unwrap_or_else(|_| Err(Failure::transient("the dataset rebuild was abandoned")))?;
         Ok(changed || member.refs_changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zarrstac_model::{Group, SourceFormat};
+
+    fn record_of(file: &Dataset) -> Vec<u8> {
+        let mut bytes = RECORD_MAGIC.to_vec();
+        bytes.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
+        postcard::to_io(file, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn member_records_of_another_layout_are_refused_by_name() {
+        let file = Dataset {
+            source_url: "file:///d/tas_185001.nc".into(),
+            source_size: 27_125,
+            format: SourceFormat::NetCdf4,
+            root: Group::new(""),
+            refused: Vec::new(),
+        };
+        let read = decode_record(&record_of(&file)).unwrap();
+        assert_eq!(
+            (read.source_url, read.source_size),
+            (file.source_url.clone(), 27_125)
+        );
+        // A record of the earlier, unmarked layout.
+        let plain = postcard::to_stdvec(&file).unwrap();
+        let e = decode_record(&plain).unwrap_err();
+        assert!(e.contains("not a member record of this version"), "{e}");
+        // Another layout number, a truncated and a damaged record.
+        let mut other = record_of(&file);
+        other[8] = 9;
+        assert!(decode_record(&other).unwrap_err().contains("layout 9"));
+        assert!(
+            decode_record(&RECORD_MAGIC[..])
+                .unwrap_err()
+                .contains("truncated")
+        );
+        let mut damaged = record_of(&file);
+        damaged.truncate(15);
+        assert!(decode_record(&damaged).unwrap_err().contains("damaged"));
     }
 }
