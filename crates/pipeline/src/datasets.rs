@@ -471,6 +471,8 @@ async fn rebuild(
     files.sort_by(|a, b| (a.0.start.as_deref(), &a.0.url).cmp(&(b.0.start.as_deref(), &b.0.url)));
     let lock = place.lock().await?;
     let locked = lock.is_some();
+    // Ids this rebuild published under before another writer stored its state first.
+    let mut abandoned = std::collections::BTreeSet::<String>::new();
     loop {
         let t = std::time::Instant::now();
         let loaded = place.load(states.take(&key)).await?;
@@ -573,11 +575,17 @@ async fn rebuild(
         if let Some((version, size)) = place.store(bytes, seen.as_ref(), locked).await? {
             tracing::debug!("dataset {dataset_id}: state stored in {:?}", t.elapsed());
             drop(lock);
+            // Items published by attempts that lost the race, under an id the dataset
+            // no longer has, go (the winner's own old id went in `publish`).
+            for id in abandoned.iter().filter(|id| **id != state.item_id) {
+                remove_item(stages, collection, id).await?;
+            }
             if let Ok(state) = Arc::try_unwrap(state) {
                 states.put(key, (state, version, size));
             }
             return Ok(changed);
         }
+        abandoned.insert(state.item_id.clone());
         tracing::debug!(
             "dataset {dataset_id}: another writer stored its state first; rebuilding on top of it"
         );
@@ -696,12 +704,18 @@ async fn publish(
     );
     changed |= stages.publish(item).await?;
     if let Some(old) = previous.item_id.filter(|old| old != item_id) {
-        stages.catalog().delete_item(collection, &old).await?;
-        let old_refs = stages.refs_location(collection, &old);
-        let _ = old_refs.store.delete(&old_refs.path).await;
+        remove_item(stages, collection, &old).await?;
         changed = true;
     }
     Ok(changed)
+}
+
+/// Removes an item the dataset no longer has, and its combined references.
+async fn remove_item(stages: &Stages, collection: &str, id: &str) -> Result<(), Failure> {
+    stages.catalog().delete_item(collection, id).await?;
+    let refs = stages.refs_location(collection, id);
+    let _ = refs.store.delete(&refs.path).await;
+    Ok(())
 }
 
 /// How a dataset's item is built: in its collection, pointing at its references; with
