@@ -484,7 +484,7 @@ impl Combination {
             if appended {
                 // Last in time: nothing to move.
                 let mut records = old_start;
-                for slot in order.iter().filter(|s| matches!(s, Slot::New { .. })) {
+                for slot in &order {
                     if let Slot::New { file, records: n } = *slot {
                         if let Some(m) = part(file) {
                             shift_chunks(&mut out.manifest, m, |_| true, records / c)?;
