@@ -1,7 +1,11 @@
-//! CF conventions helpers: time units as CF decoders read them. The calendar arithmetic
-//! itself is netcdf-reader's; this adds what real files need on top of it.
+//! CF conventions helpers: time units as CF decoders read them, and whole time axes
+//! decoded quickly. The calendar rules are netcdf-reader's; this adds what real files
+//! and long axes need on top of them.
 
 use netcdf_reader::cf::time::{CfCalendar, CfTimeRef, parse_time_units};
+
+mod times;
+pub use times::decode_times;
 
 /// Units whose reference date is written in words (`days since Jan 1, 2000`) in the
 /// `YYYY-MM-DD` form CF decoders take; xarray reads such dates the same way.

@@ -1,6 +1,6 @@
 //! CF time coordinates as RFC 3339 strings, decoded in the variable's own calendar.
 
-use netcdf_reader::cf::time::{CfCalendar, CfDateTime, decode_time_exact};
+use netcdf_reader::cf::time::{CfCalendar, CfDateTime};
 
 /// A decoded time axis: first and last instants and, when regular, its step.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,11 +53,8 @@ pub fn decode(
 ) -> Result<Vec<CfDateTime>, String> {
     let cal = CfCalendar::parse(calendar.unwrap_or("standard"));
     let reference = zarrstac_cf::parse_units(units, cal)?;
-    values
-        .iter()
-        .filter(|v| v.is_finite())
-        .map(|&v| decode_time_exact(v, &reference).map_err(|e| format!("time value {v}: {e}")))
-        .collect()
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    zarrstac_cf::decode_times(&finite, &reference)
 }
 
 /// The extent of a time axis, or why it cannot be decoded.
