@@ -227,7 +227,7 @@ fn variable_to_array(
     let mut attributes = convert_attributes(&var.attributes);
     let fill_value = attributes
         .shift_remove("_FillValue")
-        .and_then(|v| fill_from_attr(&v, &dtype));
+        .and_then(|v| checked_fill(&v, &dtype, &var.name));
     // A zero-length axis still needs a positive chunk length in Zarr.
     let chunk_shape = chunk_shape.into_iter().map(|c| c.max(1)).collect();
     Ok(Array {
@@ -253,20 +253,45 @@ pub(crate) fn fill_from_attr(value: &AttrValue, dtype: &DataType) -> Option<Fill
         }
         (AttrValue::Int(v), _) => v.first().map(|&x| FillValue::Int(x)),
         (AttrValue::UInt(v), _) => v.first().map(|&x| FillValue::UInt(x)),
-        (AttrValue::Float { values, .. }, DataType::Int { signed, .. }) => {
-            values.first().map(|&x| {
-                if *signed {
-                    FillValue::Int(x as i64)
-                } else {
-                    FillValue::UInt(x as u64)
-                }
-            })
-        }
+        // A floating fill of integer data that the type cannot hold (NaN, a fraction, out
+        // of range: non-conforming files) is no fill at all, as xarray reads the file.
+        (AttrValue::Float { values, .. }, DataType::Int { bytes, signed, .. }) => values
+            .first()
+            .and_then(|&x| integer_fill(x, *bytes, *signed)),
         (AttrValue::Float { values, .. }, _) => values.first().map(|&x| FillValue::Float(x)),
         (AttrValue::String(s), DataType::FixedBytes(_)) => {
             Some(FillValue::Bytes(s.as_bytes().to_vec()))
         }
         _ => None,
+    }
+}
+
+/// [`fill_from_attr`], saying so when a `_FillValue` is dropped because the variable's
+/// type cannot hold it (xarray drops it too, with a warning).
+pub(crate) fn checked_fill(value: &AttrValue, dtype: &DataType, name: &str) -> Option<FillValue> {
+    let fill = fill_from_attr(value, dtype);
+    if let (None, AttrValue::Float { values, .. }, DataType::Int { .. }) = (&fill, value, dtype) {
+        tracing::warn!(
+            "variable '{name}': _FillValue {:?} is not a value of its integer type; no fill",
+            values.first().copied().unwrap_or(f64::NAN)
+        );
+    }
+    fill
+}
+
+/// `x` as a fill value of an integer type of `bytes` bytes, when the type holds it exactly.
+fn integer_fill(x: f64, bytes: u8, signed: bool) -> Option<FillValue> {
+    if !x.is_finite() || x.fract() != 0.0 {
+        return None;
+    }
+    let bits = i32::from(bytes.clamp(1, 8)) * 8;
+    if signed {
+        let max = 2f64.powi(bits - 1);
+        (-max..max).contains(&x).then_some(FillValue::Int(x as i64))
+    } else {
+        (0.0..2f64.powi(bits))
+            .contains(&x)
+            .then_some(FillValue::UInt(x as u64))
     }
 }
 
@@ -315,4 +340,44 @@ fn read_values(reader: &BlockingReader, array: &Array) -> Result<Option<Vec<f64>
         }
     }
     Ok(zarrstac_model::decode_numbers(&bytes, &array.dtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(bytes: u8, signed: bool) -> DataType {
+        DataType::Int {
+            bytes,
+            signed,
+            order: ByteOrder::Big,
+        }
+    }
+
+    fn float_attr(x: f64) -> AttrValue {
+        AttrValue::Float {
+            values: vec![x],
+            bits: 64,
+        }
+    }
+
+    #[test]
+    fn a_floating_fill_of_integer_data_counts_only_when_the_type_holds_it() {
+        let i16 = int(2, true);
+        assert_eq!(
+            fill_from_attr(&float_attr(-32767.0), &i16),
+            Some(FillValue::Int(-32767))
+        );
+        // NaN, a fraction, out of range: no fill (a NaN became 0 and masked every raw 0).
+        for x in [f64::NAN, f64::INFINITY, 0.5, 32768.0, -32769.0] {
+            assert_eq!(fill_from_attr(&float_attr(x), &i16), None, "{x}");
+        }
+        let u8 = int(1, false);
+        assert_eq!(
+            fill_from_attr(&float_attr(255.0), &u8),
+            Some(FillValue::UInt(255))
+        );
+        assert_eq!(fill_from_attr(&float_attr(-1.0), &u8), None);
+        assert_eq!(fill_from_attr(&float_attr(256.0), &u8), None);
+    }
 }
