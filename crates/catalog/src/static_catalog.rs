@@ -1,5 +1,6 @@
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use zarrstac_io::Location;
 
@@ -28,6 +29,76 @@ pub const DEFAULT_ASSET_PAGE_SIZE: usize = 100;
 
 fn pretty(doc: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// One asset document of a page: its JSON text as written (compact), and the time span
+/// the page index needs. Documents carried from a stored page are copied as text, not
+/// parsed into values and printed again.
+struct PageDocument {
+    text: Box<RawValue>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+impl PageDocument {
+    fn of(doc: &Value) -> Result<Self, CatalogError> {
+        let time = |key: &str| doc["properties"][key].as_str().map(str::to_string);
+        Ok(PageDocument {
+            text: serde_json::value::to_raw_value(doc).map_err(|e| CatalogError::Invalid {
+                url: "asset document".into(),
+                reason: e.to_string(),
+            })?,
+            start: time("start_datetime"),
+            end: time("end_datetime"),
+        })
+    }
+
+    fn read(text: Box<RawValue>) -> Result<Self, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Times {
+            #[serde(default)]
+            start_datetime: Option<String>,
+            #[serde(default)]
+            end_datetime: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Document {
+            #[serde(default)]
+            properties: Option<Times>,
+        }
+        let properties = serde_json::from_str::<Document>(text.get())?.properties;
+        // A page printed with indentation (by an earlier version) is written compact
+        // again, so that a page's bytes do not depend on how it was reached.
+        let text = if text.get().contains('\n') {
+            serde_json::value::to_raw_value(&serde_json::from_str::<Value>(text.get())?)?
+        } else {
+            text
+        };
+        let (start, end) = properties.map_or((None, None), |t| (t.start_datetime, t.end_datetime));
+        Ok(PageDocument { text, start, end })
+    }
+}
+
+/// An asset page: a FeatureCollection of `documents`, compact, one line.
+fn page_bytes(documents: &[PageDocument], links: &[Value]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(rename = "numberReturned")]
+        number_returned: usize,
+        features: Vec<&'a RawValue>,
+        links: &'a [Value],
+    }
+    let page = Page {
+        kind: "FeatureCollection",
+        number_returned: documents.len(),
+        features: documents.iter().map(|d| &*d.text).collect(),
+        links,
+    };
+    let mut out = serde_json::to_vec(&page).unwrap_or_default();
     out.push(b'\n');
     out
 }
@@ -88,6 +159,32 @@ impl StaticCatalog {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Self::store_err(&loc.url)(e)),
         }
+    }
+
+    /// The documents of a stored asset page, as written; `None` when there is none.
+    async fn read_page(&self, rel: &str) -> Result<Option<Vec<PageDocument>>, CatalogError> {
+        let loc = self.root.join(rel);
+        let bytes = match loc.store.get(&loc.path).await {
+            Ok(r) => r.bytes().await.map_err(Self::store_err(&loc.url))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::store_err(&loc.url)(e)),
+        };
+        let invalid = |reason: String| CatalogError::Invalid {
+            url: loc.url.clone(),
+            reason,
+        };
+        #[derive(serde::Deserialize)]
+        struct StoredPage {
+            features: Vec<Box<RawValue>>,
+        }
+        let page: StoredPage =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        page.features
+            .into_iter()
+            .map(PageDocument::read)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Path of an item relative to the catalog root.
@@ -156,8 +253,8 @@ impl StaticCatalog {
         let total = documents.len();
         // From the page of the last unchanged document: its neighbour links may change.
         let first_page = documents.unchanged.saturating_sub(1) / per_page;
-        // The documents of the first page to build that were sent before.
-        let mut carried: Vec<Value> = Vec::new();
+        // The documents of the first page to build that were sent before, as written.
+        let mut carried: Vec<PageDocument> = Vec::new();
         if documents.unchanged > 0 {
             let same_layout = old_index.as_ref().is_some_and(|i| {
                 i["page_size"].as_u64() == Some(per_page as u64)
@@ -168,15 +265,13 @@ impl StaticCatalog {
             }
             let keep = documents.unchanged - first_page * per_page;
             if keep > 0 {
-                let page = self
-                    .read_json(&format!("{assets}/page-{}.json", first_page + 1))
-                    .await?;
-                let features = page
-                    .as_ref()
-                    .and_then(|p| p["features"].as_array())
-                    .filter(|f| f.len() >= keep);
-                match features {
-                    Some(f) => carried = f[..keep].to_vec(),
+                let rel = format!("{assets}/page-{}.json", first_page + 1);
+                let page = self.read_page(&rel).await?;
+                match page.filter(|f| f.len() >= keep) {
+                    Some(mut f) => {
+                        f.truncate(keep);
+                        carried = f;
+                    }
                     None => return Ok(None),
                 }
             }
@@ -193,19 +288,17 @@ impl StaticCatalog {
             })
             .collect();
         let n_pages = total.div_ceil(per_page);
-        let link = |d: Value| {
-            let mut d = d;
-            d["links"] = json!([
-                {"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"},
-                {"rel": "collection", "href": "../../collection.json", "type": "application/json"},
-                {"rel": "root", "href": "../../../catalog.json", "type": "application/json"},
-            ]);
-            d
-        };
-        let rest: Vec<Value> = carried
-            .into_iter()
-            .chain(documents.tail.into_iter().map(link))
-            .collect();
+        let links = json!([
+            {"rel": "item", "href": format!("../{id}.json"), "type": "application/geo+json"},
+            {"rel": "collection", "href": "../../collection.json", "type": "application/json"},
+            {"rel": "root", "href": "../../../catalog.json", "type": "application/json"},
+        ]);
+        let mut rest = carried;
+        rest.reserve(documents.tail.len());
+        for mut d in documents.tail {
+            d["links"] = links.clone();
+            rest.push(PageDocument::of(&d)?);
+        }
         for (k, page) in rest.chunks(per_page).enumerate() {
             let n = first_page + k + 1;
             let mut links = vec![
@@ -221,13 +314,7 @@ impl StaticCatalog {
             }
             // No totals here: a page's bytes change only when its own documents (or its
             // neighbours) do; the index holds the totals.
-            let doc = json!({
-                "type": "FeatureCollection",
-                "numberReturned": page.len(),
-                "features": page,
-                "links": links,
-            });
-            let bytes = pretty(&doc);
+            let bytes = page_bytes(page, &links);
             let digest = format!("{:016x}", zarrstac_io::fnv1a(&bytes));
             let href = format!("./page-{n}.json");
             if digests.get(&href) != Some(&digest)
@@ -238,14 +325,10 @@ impl StaticCatalog {
             {
                 outcome = WriteOutcome::Written;
             }
-            let times = |key: &'static str| {
-                page.iter()
-                    .filter_map(move |d| d["properties"][key].as_str())
-            };
             index_pages.push(json!({
                 "href": href,
-                "start_datetime": times("start_datetime").min(),
-                "end_datetime": times("end_datetime").max(),
+                "start_datetime": page.iter().filter_map(|d| d.start.as_deref()).min(),
+                "end_datetime": page.iter().filter_map(|d| d.end.as_deref()).max(),
                 "numberReturned": page.len(),
                 "zarrstac:digest": digest,
             }));
@@ -310,26 +393,21 @@ impl StaticCatalog {
             .map_err(Self::store_err(&folder.url))
     }
 
-    /// Paths of every item document of a collection, in path order.
+    /// Paths of every item document of a collection (`<item>/<item>.json`), in path
+    /// order: the item folders of one listing, not a walk through them (an item of many
+    /// files holds a folder of asset pages).
     async fn items_of(&self, collection: &str) -> Result<Vec<String>, CatalogError> {
         let prefix = self.root.join(collection);
-        let listed = Self::list(&prefix).await?;
+        let listed = prefix
+            .store
+            .list_with_delimiter(Some(&prefix.path))
+            .await
+            .map_err(Self::store_err(&prefix.url))?;
         let mut rels: Vec<String> = listed
+            .common_prefixes
             .iter()
-            .filter_map(|m| {
-                let rel = m
-                    .location
-                    .as_ref()
-                    .strip_prefix(prefix.path.as_ref())?
-                    .trim_start_matches('/');
-                let mut parts = rel.split('/');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(dir), Some(file), None) if file == format!("{dir}.json") => {
-                        Some(format!("{collection}/{rel}"))
-                    }
-                    _ => None,
-                }
-            })
+            .filter_map(|p| p.filename())
+            .map(|dir| format!("{collection}/{dir}/{dir}.json"))
             .collect();
         rels.sort();
         Ok(rels)

@@ -36,7 +36,7 @@ use crate::failure::Failure;
 use crate::stages::{MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 4;
+const STATE_FORMAT: u32 = 5;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 /// Leads every member record, with the layout's number: a record of another layout is
@@ -44,11 +44,9 @@ const RECORD_SUFFIX: &str = ".member";
 const RECORD_MAGIC: &[u8; 8] = b"ZSTMEMB\0";
 const RECORD_FORMAT: u32 = 2;
 
-#[derive(Serialize, Deserialize)]
+/// Stored as a [`StateHeader`] and two sections, see [`encode_state`].
 struct DatasetState {
-    format: u32,
     /// The files' summaries, sorted by URL.
-    #[serde(with = "member_columns")]
     members: Vec<DatasetMember>,
     combination: Combination,
     /// The id the dataset's item was last published under.
@@ -176,20 +174,91 @@ struct Previous {
     added: std::collections::HashSet<String>,
 }
 
-/// `capacity`: the size of the state read before (a state grows by little per rebuild).
-fn encode_state(state: &DatasetState, capacity: usize) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::with_capacity(capacity + capacity / 8 + 4096);
-    out.extend_from_slice(STATE_MAGIC);
-    postcard::to_io(state, &mut out)
-        .map_err(|e| Failure::permanent(format!("encoding dataset state: {e}")))?;
-    Ok(out)
+/// The stored state's parts before its two big sections (the members, then the
+/// combination), which are encoded and decoded on two threads at once.
+#[derive(Serialize, Deserialize)]
+struct StateHeader {
+    format: u32,
+    item_id: String,
+    documents: Option<usize>,
+    /// The length of the members' section; the combination's runs to the end.
+    members_len: u64,
 }
 
-fn decode_state(bytes: &[u8]) -> Option<DatasetState> {
+#[derive(Serialize)]
+struct MembersOut<'a>(#[serde(with = "member_columns")] &'a [DatasetMember]);
+
+#[derive(Deserialize)]
+struct MembersIn(#[serde(with = "member_columns")] Vec<DatasetMember>);
+
+fn encode_error(e: impl std::fmt::Display) -> Failure {
+    Failure::permanent(format!("encoding dataset state: {e}"))
+}
+
+/// Encodes the state on blocking threads, the members beside the combination, as the
+/// parts of one payload (not copied into one buffer); `capacity`: the size of the state
+/// read before (a state grows by little per rebuild).
+async fn encode_state(state: Arc<DatasetState>, capacity: usize) -> Result<PutPayload, Failure> {
+    let members = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(capacity / 2 + 4096);
+            postcard::to_io(&MembersOut(&state.members), &mut out).map_err(encode_error)?;
+            Ok::<_, Failure>(out)
+        })
+    };
+    let combination = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(capacity + capacity / 8 + 4096);
+            postcard::to_io(&state.combination, &mut out).map_err(encode_error)?;
+            Ok::<_, Failure>(out)
+        })
+    };
+    let members = members.await.map_err(encode_error)??;
+    let combination = combination.await.map_err(encode_error)??;
+    let header = StateHeader {
+        format: STATE_FORMAT,
+        item_id: state.item_id.clone(),
+        documents: state.documents,
+        members_len: members.len() as u64,
+    };
+    let mut head = STATE_MAGIC.to_vec();
+    postcard::to_io(&header, &mut head).map_err(encode_error)?;
+    Ok(PutPayload::from_iter([
+        bytes::Bytes::from(head),
+        bytes::Bytes::from(members),
+        bytes::Bytes::from(combination),
+    ]))
+}
+
+/// The stored state, decoded on blocking threads (the members beside the
+/// combination); `None` for a state of another layout or a damaged one, which is
+/// rebuilt from the member records.
+async fn decode_state(bytes: bytes::Bytes) -> Option<DatasetState> {
     let body = bytes.strip_prefix(STATE_MAGIC)?;
-    postcard::from_bytes::<DatasetState>(body)
-        .ok()
-        .filter(|s| s.format == STATE_FORMAT)
+    let (header, rest) = postcard::take_from_bytes::<StateHeader>(body).ok()?;
+    if header.format != STATE_FORMAT {
+        return None;
+    }
+    let split = usize::try_from(header.members_len).ok()?;
+    if split > rest.len() {
+        return None;
+    }
+    let start = bytes.len() - rest.len();
+    let members = bytes.slice(start..start + split);
+    let combination = bytes.slice(start + split..);
+    let members =
+        tokio::task::spawn_blocking(move || postcard::from_bytes::<MembersIn>(&members).ok());
+    let combination =
+        tokio::task::spawn_blocking(move || postcard::from_bytes::<Combination>(&combination).ok());
+    let (members, combination) = (members.await.ok()??, combination.await.ok()??);
+    Some(DatasetState {
+        members: members.0,
+        combination,
+        item_id: header.item_id,
+        documents: header.documents,
+    })
 }
 
 /// A member record's file metadata, or why it is not a record of this layout.
@@ -303,7 +372,8 @@ impl DatasetPlace {
                     .bytes()
                     .await
                     .map_err(|e| store_error(&self.state.url, e))?;
-                Ok(decode_state(&bytes).map(|s| (s, version, bytes.len())))
+                let size = bytes.len();
+                Ok(decode_state(bytes).await.map(|s| (s, version, size)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_error(&self.state.url, e)),
@@ -314,11 +384,11 @@ impl DatasetPlace {
     /// (`Ok(None)`: read it again); the version and size stored. Local paths are serialized by the lock file instead.
     async fn store(
         &self,
-        bytes: Vec<u8>,
+        payload: PutPayload,
         seen: Option<&UpdateVersion>,
         locked: bool,
     ) -> Result<Option<(UpdateVersion, usize)>, Failure> {
-        let size = bytes.len();
+        let size = payload.content_length();
         let mode = match (locked, seen) {
             (true, _) => PutMode::Overwrite,
             (false, Some(v)) => PutMode::Update(v.clone()),
@@ -327,7 +397,7 @@ impl DatasetPlace {
         let put = |mode| {
             self.state.store.put_opts(
                 &self.state.path,
-                PutPayload::from(bytes.clone()),
+                payload.clone(),
                 PutOptions {
                     mode,
                     ..Default::default()
@@ -523,7 +593,6 @@ async fn rebuild(
             if let (Some(combination), Some(item_id), Some(seen)) = (combination, previous_id, seen)
             {
                 let state = DatasetState {
-                    format: STATE_FORMAT,
                     members,
                     combination,
                     item_id,
@@ -554,7 +623,6 @@ async fn rebuild(
         let documents = (!keeps_file_assets(&members, &item_options(stages, collection, &item_id)))
             .then_some(members.len());
         let state = Arc::new(DatasetState {
-            format: STATE_FORMAT,
             members,
             combination,
             item_id,
@@ -562,14 +630,9 @@ async fn rebuild(
         });
         // The state is encoded on another thread while the outputs are written; it is
         // stored only after them.
-        let encoding = {
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || encode_state(&state, size_before))
-        };
+        let encoding = tokio::spawn(encode_state(state.clone(), size_before));
         let changed = publish(stages, &place, &state, previous).await;
-        let bytes = encoding
-            .await
-            .map_err(|e| Failure::permanent(format!("encoding dataset state: {e}")))??;
+        let bytes = encoding.await.map_err(encode_error)??;
         let changed = changed?;
         tracing::debug!("dataset {dataset_id}: published in {:?}", t.elapsed());
         if let Some((version, size)) = place.store(bytes, seen.as_ref(), locked).await? {
@@ -593,7 +656,16 @@ async fn rebuild(
 }
 
 /// Two member lists sorted by URL, as one.
-fn merge_by_url(a: Vec<DatasetMember>, b: Vec<DatasetMember>) -> Vec<DatasetMember> {
+fn merge_by_url(mut a: Vec<DatasetMember>, b: Vec<DatasetMember>) -> Vec<DatasetMember> {
+    // A few new members (the usual arrival) are inserted: shifting the members after
+    // each costs less than moving every member into a new list.
+    if b.len() <= 16 {
+        for m in b {
+            let k = a.partition_point(|x| x.url <= m.url);
+            a.insert(k, m);
+        }
+        return a;
+    }
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
@@ -631,7 +703,7 @@ async fn publish(
     let sink = stages.catalog();
     let opts = item_options(stages, collection, item_id);
     let combined = state.combination.dataset();
-    let mut item = item_for_dataset(&place.dataset_id, members, combined, &opts)
+    let mut item = item_for_dataset(item_id, members, combined, &opts)
         .map_err(|e| Failure::permanent(format!("dataset {}: {e}", place.dataset_id)))?;
     let mut changed = false;
     if state.documents.is_some() {

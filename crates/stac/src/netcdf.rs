@@ -310,8 +310,8 @@ pub fn dataset_version(members: &[DatasetMember]) -> Option<String> {
             // The digits of its first ten characters (a date), when they are eight.
             let mut digits = [0u8; 8];
             let mut n = 0;
-            for b in c.chars().take(10).filter(char::is_ascii_digit) {
-                *digits.get_mut(n)? = b as u8;
+            for &b in c.as_bytes().iter().take(10).filter(|b| b.is_ascii_digit()) {
+                *digits.get_mut(n)? = b;
                 n += 1;
             }
             (n == 8).then_some(digits)
@@ -407,25 +407,27 @@ pub fn asset_document(item: &Value, member: &DatasetMember, combined: &Dataset) 
 /// One dataset-level item for the files of a dataset: the combined dataset's cube and
 /// time span, the combined references as the store, and one asset per file with its
 /// own time span, size and tracking id, so clients can pick the files for a window.
+/// `item_id`: [`dataset_item_id`] of the dataset and its members.
 pub fn item_for_dataset(
-    dataset_id: &str,
+    item_id: &str,
     members: &[DatasetMember],
     combined: &Dataset,
     opts: &ItemOptions,
 ) -> Result<Value, ItemError> {
     let mut item = item_for_file(combined, opts)?;
-    item["id"] = json!(dataset_item_id(dataset_id, members));
+    item["id"] = json!(item_id);
     let media = source_media_type(combined.format);
     let assets = item["assets"]
         .as_object_mut()
         .ok_or_else(|| ItemError::Invalid("item has no assets".into()))?;
     let store = assets.remove("zarr");
     let single = assets.remove("source");
-    let inline = keeps_file_assets(members, opts);
-    let mut sorted: Vec<&DatasetMember> = members.iter().collect();
-    sorted.sort_by(|a, b| a.url.cmp(&b.url));
-    for f in sorted.iter().filter(|_| inline) {
-        assets.insert(f.asset_key.clone(), file_asset(f, media));
+    if keeps_file_assets(members, opts) {
+        let mut sorted: Vec<&DatasetMember> = members.iter().collect();
+        sorted.sort_by(|a, b| a.url.cmp(&b.url));
+        for f in sorted {
+            assets.insert(f.asset_key.clone(), file_asset(f, media));
+        }
     }
     match store {
         Some(s) => {

@@ -224,12 +224,13 @@ async fn a_dataset_item_has_an_asset_per_file_with_its_own_times() {
         refs_href: Some("file:///refs/cmip5.json".into()),
         ..ItemOptions::default()
     };
+    let members: Vec<_> = files
+        .iter()
+        .map(zarrstac_stac::netcdf::DatasetMember::of)
+        .collect();
     let mut item = zarrstac_stac::netcdf::item_for_dataset(
-        &id,
-        &files
-            .iter()
-            .map(zarrstac_stac::netcdf::DatasetMember::of)
-            .collect::<Vec<_>>(),
+        &zarrstac_stac::netcdf::dataset_item_id(&id, &members),
+        &members,
         &combined,
         &opts,
     )

@@ -244,7 +244,12 @@ async fn write_item(
         refs_href: Some(refs.url.clone()),
         ..Default::default()
     };
-    let mut item = zarrstac_stac::netcdf::item_for_dataset(id, members, combined, &opts)?;
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(
+        &zarrstac_stac::netcdf::dataset_item_id(id, members),
+        members,
+        combined,
+        &opts,
+    )?;
     zarrstac_catalog::StaticCatalog::link_item(&mut item);
     let problems = zarrstac_stac::Validator::new().validate(&item);
     if let Some(p) = problems.first() {
