@@ -174,8 +174,10 @@ def test_generated_pair_refused(zarrstac, tmp_path, pair):
 
 @pytest.mark.parametrize("args", [[], ["--inline-threshold", "0"]], ids=["default-inline", "inline-threshold-0"])
 @pytest.mark.parametrize("order", ["ab", "ba"])
-def test_different_time_units_combined(zarrstac, tmp_path, order, args):
-    files = [GENERATED / "units_a.nc", GENERATED / "units_b.nc"]
+@pytest.mark.parametrize("pair", ["units", "dangling"])
+def test_different_time_units_combined(zarrstac, tmp_path, pair, order, args):
+    """`dangling`: the time coordinate names bounds that neither file holds."""
+    files = [GENERATED / f"{pair}_a.nc", GENERATED / f"{pair}_b.nc"]
     if order == "ba":
         files.reverse()
     out = tmp_path / "units.json"

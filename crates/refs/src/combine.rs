@@ -654,6 +654,8 @@ impl Combination {
             }
         }
 
+        // Only bounds that exist: files trimmed for distribution name a bounds variable
+        // they do not hold, and their time coordinate combines like any other.
         if !same_units
             && let Some(b) = attr_str(
                 files[0]
@@ -664,6 +666,11 @@ impl Combination {
                     .expect("found above"),
                 "bounds",
             )
+            .filter(|b| {
+                files
+                    .iter()
+                    .any(|f| f.root.arrays.iter().any(|a| a.name == *b))
+            })
         {
             return Err(refused(format!(
                 "time units differ between files ({}) and the time bounds '{b}' are stored in each file's own units; combining them by reference would mix units",
@@ -1324,6 +1331,43 @@ mod tests {
             time.manifest.iter().next(),
             Some((_, ChunkRef::Inline(_)))
         ));
+    }
+
+    #[test]
+    fn a_bounds_attribute_naming_no_variable_does_not_refuse_different_units() {
+        let with_bounds = |mut f: Dataset| {
+            let time = f.root.arrays.iter_mut().find(|x| x.name == "time").unwrap();
+            time.attributes
+                .insert("bounds".into(), AttrValue::String("time_bnds".into()));
+            f
+        };
+        let a = with_bounds(file(
+            "file:///a.nc",
+            &[0.0, 1.0],
+            "days since 2000-01-01",
+            1,
+        ));
+        let b = with_bounds(file(
+            "file:///b.nc",
+            &[0.0, 24.0],
+            "hours since 2000-01-03 00:00:00",
+            1,
+        ));
+        let c = combine(vec![b.clone(), a.clone()]).unwrap();
+        let time = c.root.arrays.iter().find(|x| x.name == "time").unwrap();
+        assert_eq!(
+            time.coordinate_values.as_deref(),
+            Some(&[0.0, 1.0, 2.0, 3.0][..])
+        );
+        // Bounds that do exist are still refused across units.
+        let with_variable = |mut f: Dataset| {
+            let mut bnds = f.root.arrays[1].clone();
+            bnds.name = "time_bnds".into();
+            f.root.arrays.push(bnds);
+            f
+        };
+        let e = err(combine(vec![with_variable(a), with_variable(b)]));
+        assert!(e.contains("time bounds 'time_bnds'"), "{e}");
     }
 
     #[test]
