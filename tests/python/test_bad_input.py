@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import ALL_SOURCES, source_id
+from conftest import ALL_SOURCES, FIXTURES, source_id
 
 TIMEOUT = 30
 ADDRESS_SPACE = 4 << 30
@@ -133,6 +133,22 @@ def test_hostile_files(zarrstac, tmp_path):
     cases = [(label, data, True) for label, data in hostile_cases()]
     failures = run_cases(zarrstac.binary, str(tmp_path), cases)
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("fixture", ["nc3_one_record_var.nc", "nc3_bigendian_records.nc"])
+def test_huge_record_count_fails_before_allocating(zarrstac, tmp_path, fixture):
+    """A NetCDF-3 header whose record count is near 2^32: refused as truncated, within the
+    address-space limit (one manifest entry per record asked for gigabytes and aborted)."""
+    data = bytearray((FIXTURES / "generated" / fixture).read_bytes())
+    assert data[:3] == b"CDF" and data[3] in (1, 2)
+    data[4:8] = (0xFFFFFFFE).to_bytes(4, "big")  # numrecs
+    src, out = tmp_path / "huge.nc", tmp_path / "huge.json"
+    src.write_bytes(bytes(data))
+    code, stderr = run_limited(zarrstac.binary, src, out)
+    assert code == 1, f"exit {code}: {stderr[-500:]}"
+    error = next(line for line in stderr.splitlines() if line.startswith("error:"))
+    assert "4294967294 records" in error and f"the file has {len(data)}" in error, error
+    assert not out.exists()
 
 
 def test_missing_file(zarrstac, tmp_path):

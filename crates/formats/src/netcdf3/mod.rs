@@ -40,7 +40,7 @@ pub(crate) fn read(reader: &BlockingReader, version: u8) -> Result<Dataset, Scan
     root.attributes = convert_attributes(&header.global_attributes);
     let mut refused = Vec::new();
     for var in &header.variables {
-        match variable_to_array(var, &header, stride, &url) {
+        match variable_to_array(var, &header, stride, &url, size) {
             Ok(mut array) => {
                 if array.wants_coordinate_values() {
                     array.coordinate_values = read_values(reader, &array)?;
@@ -52,6 +52,12 @@ pub(crate) fn read(reader: &BlockingReader, version: u8) -> Result<Dataset, Scan
                 reason,
             }),
             Err(VariableError::Corrupt(detail)) => return Err(corrupt(detail)),
+            Err(VariableError::Truncated(detail)) => {
+                return Err(ScanError::Truncated {
+                    url: url.clone(),
+                    detail,
+                });
+            }
         }
     }
     Ok(Dataset {
@@ -106,6 +112,8 @@ fn read_header(
 enum VariableError {
     Refused(String),
     Corrupt(String),
+    /// The header places data beyond the end of the file.
+    Truncated(String),
 }
 
 fn dtype_of(t: &NcType) -> Option<DataType> {
@@ -147,6 +155,7 @@ fn variable_to_array(
     header: &ClassicHeader,
     stride: u64,
     url: &str,
+    file_size: u64,
 ) -> Result<Array, VariableError> {
     let dtype = dtype_of(&var.dtype).ok_or_else(|| {
         VariableError::Refused(format!("type {:?} is not a NetCDF classic type", var.dtype))
@@ -181,6 +190,23 @@ fn variable_to_array(
             .try_fold(item, |a, &n| a.checked_mul(n))
             .ok_or_else(too_big)?;
         let records = shape.first().copied().unwrap_or(0);
+        // The record count comes from the header: the last record must lie inside the
+        // file before one entry per record is made (a hostile count of 2^32 would ask
+        // for gigabytes).
+        if records > 0 && record_bytes > 0 {
+            let end = (records - 1)
+                .checked_mul(stride)
+                .and_then(|o| o.checked_add(var.data_offset))
+                .and_then(|o| o.checked_add(record_bytes));
+            if end.is_none_or(|end| end > file_size) {
+                return Err(VariableError::Truncated(format!(
+                    "variable '{}': {records} records of {record_bytes} bytes every {stride} from byte {} end {}, the file has {file_size}",
+                    var.name,
+                    var.data_offset,
+                    end.map_or("beyond 2^64".to_string(), |e| format!("at byte {e}")),
+                )));
+            }
+        }
         manifest = ChunkManifest::with_capacity(shape.len(), records.min(1 << 20) as usize);
         let path = manifest.path_id(url);
         if record_bytes > 0 {
