@@ -457,7 +457,7 @@ impl Walk<'_> {
         // only where some chunk is unwritten (so fully written data decodes exactly as the
         // source does, with nothing masked that the source leaves unmasked).
         array.fill_value = match &fill_attr {
-            Some(v) => crate::netcdf3::checked_fill(v, &dtype, &array.name),
+            Some(v) => crate::netcdf3::checked_fill(v, &dtype, self.url, &array.name),
             None => None,
         };
         let total_chunks: u64 = array.chunk_grid().iter().product();

@@ -253,7 +253,7 @@ fn variable_to_array(
     let mut attributes = convert_attributes(&var.attributes);
     let fill_value = attributes
         .shift_remove("_FillValue")
-        .and_then(|v| checked_fill(&v, &dtype, &var.name));
+        .and_then(|v| checked_fill(&v, &dtype, url, &var.name));
     // A zero-length axis still needs a positive chunk length in Zarr.
     let chunk_shape = chunk_shape.into_iter().map(|c| c.max(1)).collect();
     Ok(Array {
@@ -294,11 +294,16 @@ pub(crate) fn fill_from_attr(value: &AttrValue, dtype: &DataType) -> Option<Fill
 
 /// [`fill_from_attr`], saying so when a `_FillValue` is dropped because the variable's
 /// type cannot hold it (xarray drops it too, with a warning).
-pub(crate) fn checked_fill(value: &AttrValue, dtype: &DataType, name: &str) -> Option<FillValue> {
+pub(crate) fn checked_fill(
+    value: &AttrValue,
+    dtype: &DataType,
+    url: &str,
+    name: &str,
+) -> Option<FillValue> {
     let fill = fill_from_attr(value, dtype);
     if let (None, AttrValue::Float { values, .. }, DataType::Int { .. }) = (&fill, value, dtype) {
         tracing::warn!(
-            "variable '{name}': _FillValue {:?} is not a value of its integer type; no fill",
+            "{url}: variable '{name}': _FillValue {:?} is not a value of its integer type; no fill",
             values.first().copied().unwrap_or(f64::NAN)
         );
     }
