@@ -144,7 +144,10 @@ impl StaticCatalog {
         })
     }
 
-    async fn read_json(&self, rel: &str) -> Result<Option<Value>, CatalogError> {
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<T>, CatalogError> {
         let loc = self.root.join(rel);
         match loc.store.get(&loc.path).await {
             Ok(r) => {
@@ -163,28 +166,22 @@ impl StaticCatalog {
 
     /// The documents of a stored asset page, as written; `None` when there is none.
     async fn read_page(&self, rel: &str) -> Result<Option<Vec<PageDocument>>, CatalogError> {
-        let loc = self.root.join(rel);
-        let bytes = match loc.store.get(&loc.path).await {
-            Ok(r) => r.bytes().await.map_err(Self::store_err(&loc.url))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Self::store_err(&loc.url)(e)),
-        };
-        let invalid = |reason: String| CatalogError::Invalid {
-            url: loc.url.clone(),
-            reason,
-        };
         #[derive(serde::Deserialize)]
         struct StoredPage {
             features: Vec<Box<RawValue>>,
         }
-        let page: StoredPage =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let Some(page) = self.read_json::<StoredPage>(rel).await? else {
+            return Ok(None);
+        };
         page.features
             .into_iter()
             .map(PageDocument::read)
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
-            .map_err(|e| invalid(e.to_string()))
+            .map_err(|e| CatalogError::Invalid {
+                url: self.root.join(rel).url,
+                reason: e.to_string(),
+            })
     }
 
     /// Path of an item relative to the catalog root.
@@ -245,7 +242,7 @@ impl StaticCatalog {
         let per_page = self.asset_page_size.max(1);
         let assets = format!("{collection}/{id}/assets");
         let index_rel = format!("{assets}/index.json");
-        let old_index = self.read_json(&index_rel).await.ok().flatten();
+        let old_index = self.read_json::<Value>(&index_rel).await.ok().flatten();
         let old_pages: Vec<Value> = old_index
             .as_ref()
             .and_then(|i| i["pages"].as_array().cloned())
@@ -423,7 +420,7 @@ impl StaticCatalog {
         ];
         // One item in memory at a time: collections can hold very many.
         for rel in &items {
-            let Some(item) = self.read_json(rel).await? else {
+            let Some(item) = self.read_json::<Value>(rel).await? else {
                 continue;
             };
             extent.add_item(&item);
@@ -456,7 +453,7 @@ impl StaticCatalog {
             vec![json!({"rel": "root", "href": "./catalog.json", "type": "application/json"})];
         for c in collections {
             if self
-                .read_json(&format!("{c}/collection.json"))
+                .read_json::<Value>(&format!("{c}/collection.json"))
                 .await?
                 .is_some()
             {

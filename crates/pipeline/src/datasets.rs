@@ -199,22 +199,21 @@ fn encode_error(e: impl std::fmt::Display) -> Failure {
 /// parts of one payload (not copied into one buffer); `capacity`: the size of the state
 /// read before (a state grows by little per rebuild).
 async fn encode_state(state: Arc<DatasetState>, capacity: usize) -> Result<PutPayload, Failure> {
-    let members = {
+    type Write = fn(&DatasetState, &mut Vec<u8>) -> postcard::Result<()>;
+    let section = |capacity: usize, write: Write| {
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(capacity / 2 + 4096);
-            postcard::to_io(&MembersOut(&state.members), &mut out).map_err(encode_error)?;
+            let mut out = Vec::with_capacity(capacity);
+            write(&state, &mut out).map_err(encode_error)?;
             Ok::<_, Failure>(out)
         })
     };
-    let combination = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(capacity + capacity / 8 + 4096);
-            postcard::to_io(&state.combination, &mut out).map_err(encode_error)?;
-            Ok::<_, Failure>(out)
-        })
-    };
+    let members = section(capacity / 2 + 4096, |s, out| {
+        postcard::to_io(&MembersOut(&s.members), out).map(drop)
+    });
+    let combination = section(capacity + capacity / 8 + 4096, |s, out| {
+        postcard::to_io(&s.combination, out).map(drop)
+    });
     let members = members.await.map_err(encode_error)??;
     let combination = combination.await.map_err(encode_error)??;
     let header = StateHeader {

@@ -45,16 +45,15 @@ fn days_in_gregorian_month(year: i32, month: u8) -> u8 {
     }
 }
 
-/// Decodes raw time values with their `units` and `calendar` attributes.
+/// Decodes finite raw time values with their `units` and `calendar` attributes.
 pub fn decode(
-    values: &[f64],
+    finite: &[f64],
     units: &str,
     calendar: Option<&str>,
 ) -> Result<Vec<CfDateTime>, String> {
     let cal = CfCalendar::parse(calendar.unwrap_or("standard"));
     let reference = zarrstac_cf::parse_units(units, cal)?;
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    zarrstac_cf::decode_times(&finite, &reference)
+    zarrstac_cf::decode_times(finite, &reference)
 }
 
 /// The extent of a time axis, or why it cannot be decoded.
@@ -63,8 +62,8 @@ pub fn extent(
     units: &str,
     calendar: Option<&str>,
 ) -> Result<Option<TimeExtent>, String> {
-    let times = decode(values, units, calendar)?;
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let times = decode(&finite, units, calendar)?;
     let (Some(first), Some(last)) = (
         times.iter().min_by_key(|t| key(t)),
         times.iter().max_by_key(|t| key(t)),

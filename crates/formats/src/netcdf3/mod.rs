@@ -272,7 +272,7 @@ fn variable_to_array(
 }
 
 /// The `_FillValue` attribute as the array's fill value.
-pub(crate) fn fill_from_attr(value: &AttrValue, dtype: &DataType) -> Option<FillValue> {
+fn fill_from_attr(value: &AttrValue, dtype: &DataType) -> Option<FillValue> {
     match (value, dtype) {
         (AttrValue::Int(v), DataType::Float { .. }) => {
             v.first().map(|&x| FillValue::Float(x as f64))
