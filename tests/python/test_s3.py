@@ -3,6 +3,7 @@
 The references written from S3 must equal those written from the same file on local disk,
 once the source URL (s3://BUCKET/KEY against file:///abs/path) is swapped.
 """
+import contextlib
 import json
 import os
 import re
@@ -37,20 +38,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory):
+@contextlib.contextmanager
+def serve(root):
+    """An s3s-fs server on loopback serving ROOT/BUCKET/KEY as object KEY of bucket BUCKET;
+    yields its endpoint URL and stops it on exit."""
     binary = shutil.which("s3s-fs")
     if binary is None:
         if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
         pytest.skip("s3s-fs is not on PATH (cargo install s3s-fs --locked --version '~0.14' --features binary)")
-    root = tmp_path_factory.mktemp("s3root")
-    for rel in S3_SOURCES:  # s3s-fs serves ROOT/BUCKET/KEY as object KEY of bucket BUCKET
-        dest = root / BUCKET / "fixtures" / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(FIXTURES / rel, dest)
     port = _free_port()
-    log = open(root.parent / "s3s-fs.log", "w+")
+    log = open(root.parent / f"s3s-fs-{root.name}.log", "w+")
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--access-key", ACCESS_KEY,
                              "--secret-key", SECRET_KEY, str(root)], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
@@ -76,6 +74,17 @@ def s3_server(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s3root")
+    for rel in S3_SOURCES:
+        dest = root / BUCKET / "fixtures" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / rel, dest)
+    with serve(root) as endpoint:
+        yield endpoint
 
 
 def s3_env(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY):

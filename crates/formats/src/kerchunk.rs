@@ -60,7 +60,7 @@ pub fn from_references(url: &str, bytes: &[u8]) -> Result<Dataset, ScanError> {
             chunks.push((path, last, value));
         }
     }
-    let mut dataset = crate::zarr::from_documents(url, metadata)?;
+    let mut dataset = crate::zarr::from_documents(url, metadata, crate::zarr::Layout::V2)?;
 
     // Attach chunk references to their arrays.
     let mut by_path: std::collections::HashMap<String, Vec<(&str, &Value)>> = Default::default();

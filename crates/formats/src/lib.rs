@@ -11,6 +11,7 @@ pub mod kerchunk;
 pub mod netcdf3;
 mod options;
 pub mod zarr;
+pub mod zarr_v3;
 
 use std::sync::Arc;
 

@@ -34,6 +34,14 @@ const MAX_LISTED_NODES: usize = 100_000;
 
 const FORMAT: &str = "Zarr v2";
 
+/// How a store spells its node metadata: Zarr v2's `.zgroup`/`.zarray`/`.zattrs`, or one
+/// Zarr v3 `zarr.json` per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    V2,
+    V3,
+}
+
 /// True when `root` looks like a Zarr v2 store: it has `.zmetadata` or `.zgroup`.
 pub async fn is_zarr_store(root: &Location) -> bool {
     for name in [".zmetadata", ".zgroup"] {
@@ -80,7 +88,7 @@ fn store_error(url: &str, source: object_store::Error) -> ScanError {
 
 /// The whole object at `loc`, `None` when it does not exist; refused beyond `limit` bytes
 /// (what is left of [`MAX_METADATA_BYTES`]).
-async fn read_small(loc: &Location, limit: u64) -> Result<Option<Bytes>, ScanError> {
+pub(crate) async fn read_small(loc: &Location, limit: u64) -> Result<Option<Bytes>, ScanError> {
     let result = match loc.store.get(&loc.path).await {
         Ok(r) => r,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -105,9 +113,9 @@ async fn read_small(loc: &Location, limit: u64) -> Result<Option<Bytes>, ScanErr
 }
 
 /// Documents read while walking a store, within one byte budget.
-struct Walk {
-    out: Vec<(String, Bytes)>,
-    budget: u64,
+pub(crate) struct Walk {
+    pub(crate) out: Vec<(String, Bytes)>,
+    pub(crate) budget: u64,
 }
 
 impl Walk {
@@ -149,7 +157,16 @@ async fn walk_store(root: &Location) -> Result<Vec<(String, Bytes)>, ScanError> 
         });
     }
     walk.fetch(root.join(".zattrs"), ".zattrs".into()).await?;
+    walk_children(root, walk, Layout::V2).await
+}
 
+/// Lists each group's sub-folders and reads the node metadata found in them, down the
+/// hierarchy; `walk` already holds the root's documents.
+pub(crate) async fn walk_children(
+    root: &Location,
+    mut walk: Walk,
+    layout: Layout,
+) -> Result<Vec<(String, Bytes)>, ScanError> {
     let base = root.url.trim_end_matches('/');
     // (key prefix, folder, depth) of groups still to list.
     let mut pending: Vec<(String, Path, usize)> = vec![(String::new(), root.path.clone(), 0)];
@@ -184,15 +201,32 @@ async fn walk_store(root: &Location) -> Result<Vec<(String, Bytes)>, ScanError> 
                     what: format!("store with more than {MAX_LISTED_NODES} groups and arrays"),
                 });
             }
-            let is_group = if walk.fetch(at(".zgroup"), format!("{key}/.zgroup")).await? {
-                true
-            } else if walk.fetch(at(".zarray"), format!("{key}/.zarray")).await? {
-                false
-            } else {
-                // A folder that is not a Zarr node (stray files): nothing to read.
-                continue;
+            let is_group = match layout {
+                Layout::V2 => {
+                    let is_group = if walk.fetch(at(".zgroup"), format!("{key}/.zgroup")).await? {
+                        true
+                    } else if walk.fetch(at(".zarray"), format!("{key}/.zarray")).await? {
+                        false
+                    } else {
+                        // A folder that is not a Zarr node (stray files): nothing to read.
+                        continue;
+                    };
+                    walk.fetch(at(".zattrs"), format!("{key}/.zattrs")).await?;
+                    is_group
+                }
+                Layout::V3 => {
+                    if !walk
+                        .fetch(at("zarr.json"), format!("{key}/zarr.json"))
+                        .await?
+                    {
+                        continue;
+                    }
+                    // Only groups are listed further: an array's folder holds its chunks.
+                    walk.out
+                        .last()
+                        .is_some_and(|(_, doc)| crate::zarr_v3::is_group_document(doc))
+                }
             };
-            walk.fetch(at(".zattrs"), format!("{key}/.zattrs")).await?;
             if is_group {
                 if depth + 1 >= MAX_DEPTH {
                     return Err(corrupt(
@@ -212,6 +246,23 @@ fn corrupt(url: &str, detail: String) -> ScanError {
         url: url.to_string(),
         format: FORMAT,
         detail,
+    }
+}
+
+impl Layout {
+    fn format_name(self) -> &'static str {
+        match self {
+            Layout::V2 => FORMAT,
+            Layout::V3 => "Zarr v3",
+        }
+    }
+
+    fn corrupt(self, url: &str, detail: String) -> ScanError {
+        ScanError::Corrupt {
+            url: url.to_string(),
+            format: self.format_name(),
+            detail,
+        }
     }
 }
 
@@ -309,7 +360,7 @@ fn build(url: &str, documents: Documents, source_size: u64) -> Result<Dataset, S
             })
             .collect::<Result<_, _>>()?,
     };
-    let mut dataset = from_documents(url, metadata)?;
+    let mut dataset = from_documents(url, metadata, Layout::V2)?;
     dataset.source_size = source_size;
     Ok(dataset)
 }
@@ -326,7 +377,9 @@ struct Node {
 pub(crate) fn from_documents(
     url: &str,
     metadata: Vec<(String, Value)>,
+    layout: Layout,
 ) -> Result<Dataset, ScanError> {
+    let corrupt = |url: &str, detail: String| layout.corrupt(url, detail);
     // BTreeMap: children come out sorted by name, whichever way the documents were found.
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     for (key, doc) in metadata {
@@ -351,10 +404,24 @@ pub(crate) fn from_documents(
             ));
         }
         let node = nodes.entry(path).or_default();
-        match file {
-            ".zgroup" => node.group = Some(doc),
-            ".zarray" => node.array = Some(doc),
-            ".zattrs" => node.attrs = Some(doc),
+        match (layout, file) {
+            (Layout::V2, ".zgroup") => node.group = Some(doc),
+            (Layout::V2, ".zarray") => node.array = Some(doc),
+            (Layout::V2, ".zattrs") => node.attrs = Some(doc),
+            // One document per node: its attributes are part of it.
+            (Layout::V3, "zarr.json") => {
+                node.attrs = doc.get("attributes").cloned();
+                match doc.get("node_type").and_then(Value::as_str) {
+                    Some("array") => node.array = Some(doc),
+                    Some("group") => node.group = Some(doc),
+                    other => {
+                        return Err(corrupt(
+                            url,
+                            format!("'{key}' has node_type {other:?} (group or array expected)"),
+                        ));
+                    }
+                }
+            }
             // Other keys (a nested .zmetadata, foreign tools' files) say nothing about nodes.
             _ => {}
         }
@@ -367,7 +434,7 @@ pub(crate) fn from_documents(
         });
     }
     if let Some(g) = &root.group {
-        check_group(url, "", g)?;
+        check_group(url, "", g, layout)?;
     }
 
     // Parent path → child names; ancestors without a .zgroup are implied groups.
@@ -391,17 +458,29 @@ pub(crate) fn from_documents(
     let mut refused = Vec::new();
     let mut root_group = Group::new("");
     root_group.attributes = attributes(url, "", root.attrs.as_ref(), false)?;
-    fill_group(url, &mut root_group, "", &children, &nodes, &mut refused)?;
+    let tree = Tree {
+        url,
+        layout,
+        children: &children,
+        nodes: &nodes,
+    };
+    tree.fill_group(&mut root_group, "", &mut refused)?;
     Ok(Dataset {
         source_url: url.to_string(),
         source_size: 0,
-        format: SourceFormat::Zarr,
+        format: match layout {
+            Layout::V2 => SourceFormat::Zarr,
+            Layout::V3 => SourceFormat::ZarrV3,
+        },
         root: root_group,
         refused,
     })
 }
 
-fn check_group(url: &str, path: &str, doc: &Value) -> Result<(), ScanError> {
+fn check_group(url: &str, path: &str, doc: &Value, layout: Layout) -> Result<(), ScanError> {
+    if layout == Layout::V3 {
+        return crate::zarr_v3::check_group(url, path, doc);
+    }
     match doc.get("zarr_format").and_then(Value::as_u64) {
         Some(2) => Ok(()),
         Some(v) => Err(ScanError::Unsupported {
@@ -415,67 +494,83 @@ fn check_group(url: &str, path: &str, doc: &Value) -> Result<(), ScanError> {
     }
 }
 
-/// Adds the child groups and arrays of the group at `path`; recursion depth is bounded
-/// by [`MAX_DEPTH`], checked on every key.
-fn fill_group(
-    url: &str,
-    group: &mut Group,
-    path: &str,
-    children: &HashMap<String, BTreeSet<String>>,
-    nodes: &BTreeMap<String, Node>,
-    refused: &mut Vec<Refusal>,
-) -> Result<(), ScanError> {
-    let Some(names) = children.get(path) else {
-        return Ok(());
-    };
-    for child_path in names {
-        let name = child_path.rsplit('/').next().unwrap_or(child_path);
-        let node = nodes.get(child_path);
-        match node {
-            Some(Node {
-                array: Some(doc),
-                group: also_group,
-                attrs,
-            }) => {
-                // Nodes below an array are not part of the hierarchy: say so, once each.
-                for inner in children.get(child_path).into_iter().flatten() {
-                    refused.push(Refusal {
-                        path: inner.clone(),
-                        reason: format!("lies inside the array '{child_path}'"),
-                    });
+/// The nodes of a store, indexed for building its group tree.
+struct Tree<'a> {
+    url: &'a str,
+    layout: Layout,
+    /// Parent path → child paths.
+    children: &'a HashMap<String, BTreeSet<String>>,
+    nodes: &'a BTreeMap<String, Node>,
+}
+
+impl Tree<'_> {
+    /// Adds the child groups and arrays of the group at `path`; recursion depth is bounded
+    /// by [`MAX_DEPTH`], checked on every key.
+    fn fill_group(
+        &self,
+        group: &mut Group,
+        path: &str,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), ScanError> {
+        let (url, children, nodes) = (self.url, self.children, self.nodes);
+        let Some(names) = children.get(path) else {
+            return Ok(());
+        };
+        for child_path in names {
+            let name = child_path.rsplit('/').next().unwrap_or(child_path);
+            let node = nodes.get(child_path);
+            match node {
+                Some(Node {
+                    array: Some(doc),
+                    group: also_group,
+                    attrs,
+                }) => {
+                    // Nodes below an array are not part of the hierarchy: say so, once each.
+                    for inner in children.get(child_path).into_iter().flatten() {
+                        refused.push(Refusal {
+                            path: inner.clone(),
+                            reason: format!("lies inside the array '{child_path}'"),
+                        });
+                    }
+                    if also_group.is_some() {
+                        refused.push(Refusal {
+                            path: child_path.clone(),
+                            reason: "both .zgroup and .zarray at this path".into(),
+                        });
+                        continue;
+                    }
+                    let read = match self.layout {
+                        Layout::V2 => array(url, child_path, name, doc, attrs.as_ref())?,
+                        Layout::V3 => {
+                            crate::zarr_v3::array(url, child_path, name, doc, attrs.as_ref())?
+                        }
+                    };
+                    match read {
+                        Ok(a) => group.arrays.push(a),
+                        Err(reason) => refused.push(Refusal {
+                            path: child_path.clone(),
+                            reason,
+                        }),
+                    }
                 }
-                if also_group.is_some() {
-                    refused.push(Refusal {
-                        path: child_path.clone(),
-                        reason: "both .zgroup and .zarray at this path".into(),
-                    });
-                    continue;
+                _ => {
+                    let mut sub = Group::new(name);
+                    if let Some(Node { group: Some(g), .. }) = node {
+                        check_group(url, child_path, g, self.layout)?;
+                    }
+                    sub.attributes =
+                        attributes(url, child_path, node.and_then(|n| n.attrs.as_ref()), false)?;
+                    self.fill_group(&mut sub, child_path, refused)?;
+                    group.groups.push(sub);
                 }
-                match array(url, child_path, name, doc, attrs.as_ref())? {
-                    Ok(a) => group.arrays.push(a),
-                    Err(reason) => refused.push(Refusal {
-                        path: child_path.clone(),
-                        reason,
-                    }),
-                }
-            }
-            _ => {
-                let mut sub = Group::new(name);
-                if let Some(Node { group: Some(g), .. }) = node {
-                    check_group(url, child_path, g)?;
-                }
-                sub.attributes =
-                    attributes(url, child_path, node.and_then(|n| n.attrs.as_ref()), false)?;
-                fill_group(url, &mut sub, child_path, children, nodes, refused)?;
-                group.groups.push(sub);
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A `.zattrs` document as model attributes; `_ARRAY_DIMENSIONS` is left out of arrays'.
-fn attributes(
+pub(crate) fn attributes(
     url: &str,
     path: &str,
     doc: Option<&Value>,
@@ -605,7 +700,7 @@ fn array(
     }))
 }
 
-fn u64_list(v: Option<&Value>) -> Option<Vec<u64>> {
+pub(crate) fn u64_list(v: Option<&Value>) -> Option<Vec<u64>> {
     v?.as_array()?.iter().map(Value::as_u64).collect()
 }
 
@@ -901,7 +996,7 @@ mod tests {
 
     #[test]
     fn builds_the_tree_and_refuses_what_it_cannot_describe() {
-        let d = from_documents("memory:///s.zarr", documents()).unwrap();
+        let d = from_documents("memory:///s.zarr", documents(), Layout::V2).unwrap();
         assert_eq!(d.format, SourceFormat::Zarr);
         assert_eq!(d.root.attributes["title"], AttrValue::String("t".into()));
         assert_eq!(d.root.attributes["n"], AttrValue::Int(vec![3]));
@@ -930,11 +1025,12 @@ mod tests {
     #[test]
     fn hostile_keys_are_refused() {
         let deep = format!("{}.zgroup", "g/".repeat(MAX_DEPTH + 1));
-        assert!(from_documents("u", vec![(deep, json!({"zarr_format": 2}))]).is_err());
+        assert!(from_documents("u", vec![(deep, json!({"zarr_format": 2}))], Layout::V2).is_err());
         assert!(
             from_documents(
                 "u",
-                vec![("a//b/.zgroup".into(), json!({"zarr_format": 2}))]
+                vec![("a//b/.zgroup".into(), json!({"zarr_format": 2}))],
+                Layout::V2
             )
             .is_err()
         );
@@ -945,11 +1041,11 @@ mod tests {
             ),
             ("a/b/.zgroup".into(), json!({"zarr_format": 2})),
         ];
-        let d = from_documents("u", nested).unwrap();
+        let d = from_documents("u", nested, Layout::V2).unwrap();
         assert_eq!(d.arrays().len(), 1);
         assert_eq!(d.refused[0].path, "a/b");
         let bad_attrs = vec![("x/.zattrs".into(), json!([1]))];
-        assert!(from_documents("u", bad_attrs).is_err());
+        assert!(from_documents("u", bad_attrs, Layout::V2).is_err());
     }
 
     fn memory_store() -> Location {

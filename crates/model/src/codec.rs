@@ -25,4 +25,11 @@ pub enum Codec {
     Lz4Hdf5,
     /// Variable-length UTF-8 strings.
     VlenUtf8,
+    /// A Zarr v3 codec with no variant of its own (sharding, transpose, gzip, crc32c,
+    /// extensions), kept by name and configuration: it describes a store's array, and a
+    /// writer that would have to decode it refuses the array instead.
+    ZarrV3 {
+        name: String,
+        configuration: serde_json::Value,
+    },
 }

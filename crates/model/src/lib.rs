@@ -31,15 +31,20 @@ pub enum SourceFormat {
     NetCdf4,
     /// Any other HDF5 file.
     Hdf5,
-    /// A Zarr store.
+    /// A Zarr v2 store.
     Zarr,
+    /// A Zarr v3 store.
+    ZarrV3,
 }
 
 impl SourceFormat {
     /// True for the formats whose variables follow netCDF conventions (default fill values,
     /// named dimensions).
     pub fn is_netcdf(self) -> bool {
-        !matches!(self, SourceFormat::Hdf5 | SourceFormat::Zarr)
+        !matches!(
+            self,
+            SourceFormat::Hdf5 | SourceFormat::Zarr | SourceFormat::ZarrV3
+        )
     }
 }
 

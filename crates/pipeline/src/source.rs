@@ -72,6 +72,16 @@ pub async fn detect(location: &Location) -> Result<Detected, Failure> {
             ))
         });
     }
+    // A remote `*.zarr` (or `…/`) names a store by convention: its metadata is probed
+    // first, which saves a request and does not depend on how a server answers a HEAD of
+    // a prefix (some answer 500 instead of 404).
+    let url_path = location.url.split(['?', '#']).next().unwrap_or_default();
+    if location.local_path.is_none()
+        && (url_path.ends_with(".zarr") || url_path.ends_with(".zarr/") || url_path.ends_with('/'))
+        && let Some(d) = zarr_kind(location).await
+    {
+        return Ok(d);
+    }
     let reader = match RangeReader::open(location.clone()).await {
         Ok(r) => r,
         // No object of that name: an object-store prefix may still be a Zarr store.

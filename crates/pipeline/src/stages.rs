@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 use zarrstac_catalog::{BatchWriter, CatalogSink, ItemOutcome};
 use zarrstac_formats::ScanOptions;
@@ -229,11 +230,24 @@ impl Stages {
         let detected = detect(&location).await?;
         let url = location.url.clone();
         match (detected.kind, detected.reader) {
-            (SourceKind::ZarrV2, _) => {
-                let dataset = zarrstac_formats::zarr::scan_zarr(location).await?;
-                let item =
-                    zarrstac_stac::eopf::item_for_eopf(&dataset, &self.item_options(collection))
-                        .map_err(|e| Failure::permanent(format!("{url}: {e}")))?;
+            (kind @ (SourceKind::ZarrV2 | SourceKind::ZarrV3), _) => {
+                let (dataset, root_documents) = if kind == SourceKind::ZarrV2 {
+                    let d = zarrstac_formats::zarr::scan_zarr(location.clone()).await?;
+                    (d, &[".zmetadata", ".zgroup"][..])
+                } else {
+                    let d = zarrstac_formats::zarr_v3::scan_zarr_v3(location.clone()).await?;
+                    (d, &["zarr.json"][..])
+                };
+                let mut opts = self.item_options(collection);
+                let item = match zarrstac_stac::item_for_zarr(&dataset, &opts) {
+                    // A store that states no time: its root metadata's modification time.
+                    Err(zarrstac_stac::ItemError::NoTime(_)) => {
+                        opts.source_modified = modified(&location, root_documents).await;
+                        zarrstac_stac::item_for_zarr(&dataset, &opts)
+                    }
+                    built => built,
+                }
+                .map_err(|e| Failure::permanent(format!("{url}: {e}")))?;
                 Ok(Read::Zarr(item))
             }
             (SourceKind::NetCdf3 | SourceKind::Hdf5, Some(reader)) => {
@@ -255,7 +269,6 @@ impl Stages {
                 "{url}: a {} is not a source this job ingests{}",
                 kind.name(),
                 match kind {
-                    SourceKind::ZarrV3 => " yet (Zarr v2 stores, NetCDF and HDF5 files are)",
                     SourceKind::KerchunkReferences => {
                         " (references are combined with `zarrstac combine`)"
                     }
@@ -331,6 +344,20 @@ impl Stages {
             .map_err(|e| Failure::permanent(format!("{}: {e}", dataset.source_url)))?;
         Ok((item, changed))
     }
+}
+
+/// When the first of a store's root documents that exists was last modified (RFC 3339).
+async fn modified(store: &Location, documents: &[&str]) -> Option<String> {
+    for name in documents {
+        let at = store.join(name);
+        if let Ok(meta) = store.store.head(&at.path).await {
+            return Some(
+                meta.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+    }
+    None
 }
 
 enum Read {

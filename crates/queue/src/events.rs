@@ -226,13 +226,13 @@ fn s3_notification(records: &Value) -> Result<Parsed, MessageError> {
             .decode_utf8()
             .map_err(|_| err("has an s3.object.key that is not UTF-8 once decoded".into()))?;
         match object_url("s3", bucket, &key).map_err(err)? {
-            Some(url) => requests.push(request(url)),
-            None => skipped.push(format!("{action} of a folder marker")),
+            Target::Source(url) => requests.push(request(url)),
+            Target::Skip(why) => skipped.push(format!("{action} of {why}")),
         }
     }
     if requests.is_empty() {
         return Ok(Parsed::Ignored(format!(
-            "no ObjectCreated records ({})",
+            "nothing to ingest ({})",
             list(&skipped)
         )));
     }
@@ -272,10 +272,10 @@ fn eventbridge(obj: &Map<String, Value>) -> Result<Parsed, MessageError> {
         str_at(detail, &["bucket", "name"]).ok_or_else(|| err("has no detail.bucket.name"))?;
     let key = str_at(detail, &["object", "key"]).ok_or_else(|| err("has no detail.object.key"))?;
     match object_url("s3", bucket, key).map_err(|p| err(&format!("detail {p}")))? {
-        Some(url) => Ok(Parsed::Requests(vec![request(url)])),
-        None => Ok(Parsed::Ignored(
-            "EventBridge Object Created of a folder marker".into(),
-        )),
+        Target::Source(url) => Ok(Parsed::Requests(vec![request(url)])),
+        Target::Skip(why) => Ok(Parsed::Ignored(format!(
+            "EventBridge Object Created of {why}"
+        ))),
     }
 }
 
@@ -471,8 +471,8 @@ fn cloud_event(attrs: &CeAttrs, data: CeData) -> Result<Parsed, MessageError> {
                 return Ok(ignored());
             }
             return match object_url(scheme, bucket, key) {
-                Ok(Some(url)) => Ok(Parsed::Requests(vec![request(url)])),
-                Ok(None) => Ok(Parsed::Ignored("CloudEvent for a folder marker".into())),
+                Ok(Target::Source(url)) => Ok(Parsed::Requests(vec![request(url)])),
+                Ok(Target::Skip(why)) => Ok(Parsed::Ignored(format!("CloudEvent for {why}"))),
                 Err(p) => Err(MessageError::CloudEvent(format!("data {p}"))),
             };
         }
@@ -482,8 +482,8 @@ fn cloud_event(attrs: &CeAttrs, data: CeData) -> Result<Parsed, MessageError> {
     }
     if let Some((scheme, bucket, key)) = object_from_attributes(attrs) {
         return match object_url(scheme, bucket, key) {
-            Ok(Some(url)) => Ok(Parsed::Requests(vec![request(url)])),
-            Ok(None) => Ok(Parsed::Ignored("CloudEvent for a folder marker".into())),
+            Ok(Target::Source(url)) => Ok(Parsed::Requests(vec![request(url)])),
+            Ok(Target::Skip(why)) => Ok(Parsed::Ignored(format!("CloudEvent for {why}"))),
             Err(p) => Err(MessageError::CloudEvent(format!("subject/source {p}"))),
         };
     }
@@ -538,9 +538,24 @@ fn object_from_attributes<'a>(attrs: &CeAttrs<'a>) -> Option<(&'static str, &'a 
     None
 }
 
-/// `scheme://bucket/key` with the key escaped as a URL path (the io layer decodes it back),
-/// or `None` for a folder marker (a key ending in `/`), which holds nothing to ingest.
-fn object_url(scheme: &str, bucket: &str, key: &str) -> Result<Option<String>, String> {
+/// What an object-created notification asks to ingest.
+#[derive(Debug, PartialEq)]
+enum Target {
+    /// `scheme://bucket/key`, the key escaped as a URL path (the io layer decodes it back).
+    Source(String),
+    /// Nothing, and why (named as "... of <why>").
+    Skip(String),
+}
+
+/// Root metadata documents of a Zarr store: v3, v2 consolidated, v2.
+const ZARR_ROOT_DOCUMENTS: [&str; 3] = ["zarr.json", ".zmetadata", ".zgroup"];
+
+/// The source an object-created notification stands for. A folder marker (a key ending in
+/// `/`) holds nothing. An object inside a Zarr store (a folder named `*.zarr`) stands for
+/// the store when it is the store's root metadata, which writers put last (zarr-python
+/// rewrites it when it consolidates); the store's other objects (chunks, node metadata)
+/// are skipped, or every chunk upload would ingest the store again.
+fn object_url(scheme: &str, bucket: &str, key: &str) -> Result<Target, String> {
     let bucket_ok = !bucket.is_empty()
         && bucket.len() <= 255
         && bucket
@@ -553,12 +568,34 @@ fn object_url(scheme: &str, bucket: &str, key: &str) -> Result<Option<String>, S
         return Err("has an empty object key".into());
     }
     if key.ends_with('/') {
-        return Ok(None);
+        return Ok(Target::Skip("a folder marker".into()));
     }
-    Ok(Some(format!(
-        "{scheme}://{bucket}/{}",
-        utf8_percent_encode(key, PATH)
-    )))
+    let url = |key: &str| format!("{scheme}://{bucket}/{}", utf8_percent_encode(key, PATH));
+    if let Some((store, inner)) = zarr_store_key(key) {
+        return Ok(if ZARR_ROOT_DOCUMENTS.contains(&inner) {
+            Target::Source(url(store))
+        } else {
+            Target::Skip(format!(
+                "an object inside the Zarr store {} (its root metadata triggers ingestion)",
+                url(store)
+            ))
+        });
+    }
+    Ok(Target::Source(url(key)))
+}
+
+/// `(store key, key inside the store)` when `key` lies inside a folder named `*.zarr`
+/// (the outermost one).
+pub fn zarr_store_key(key: &str) -> Option<(&str, &str)> {
+    let mut at = 0;
+    for segment in key.split('/') {
+        let end = at + segment.len();
+        if end < key.len() && segment.len() > ".zarr".len() && segment.ends_with(".zarr") {
+            return Some((&key[..end], &key[end + 1..]));
+        }
+        at = end + 1;
+    }
+    None
 }
 
 fn request(url: String) -> Request {
@@ -915,12 +952,33 @@ mod tests {
         ]);
         assert_eq!(
             urls(parse(&msg)),
-            [
-                "s3://b/a.nc",
-                "s3://b/big%20file.h5",
-                "s3://other/c.zarr/.zmetadata"
-            ]
+            ["s3://b/a.nc", "s3://b/big%20file.h5", "s3://other/c.zarr"]
         );
+    }
+
+    #[test]
+    fn objects_of_a_zarr_store_stand_for_the_store_only_when_root_metadata() {
+        let msg = aws_event(&[
+            aws_record("ObjectCreated:Put", "b", "s2/p.zarr/measurements/b02/c/0/0"),
+            aws_record("ObjectCreated:Put", "b", "s2/p.zarr/measurements/zarr.json"),
+            aws_record("ObjectCreated:Put", "b", "s2/p.zarr/zarr.json"),
+            aws_record("ObjectCreated:Put", "b", "v2.zarr/.zgroup"),
+            aws_record("ObjectCreated:Put", "b", "a.zarr/b.zarr/zarr.json"),
+        ]);
+        assert_eq!(urls(parse(&msg)), ["s3://b/s2/p.zarr", "s3://b/v2.zarr"]);
+        let only_chunks = aws_event(&[aws_record("ObjectCreated:Put", "b", "p.zarr/x/c/0")]);
+        match parse(&only_chunks) {
+            Ok(Parsed::Ignored(why)) => {
+                assert!(why.contains("inside the Zarr store"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A file named like a store is no store.
+        assert_eq!(
+            object_url("s3", "b", "x.zarr"),
+            Ok(Target::Source("s3://b/x.zarr".into()))
+        );
+        assert_eq!(zarr_store_key(".zarr/zarr.json"), None);
     }
 
     #[test]
@@ -932,7 +990,7 @@ mod tests {
         ]);
         assert_eq!(
             ignored(parse(&msg)),
-            "no ObjectCreated records (ObjectRemoved:Delete, ObjectRemoved:DeleteMarkerCreated)"
+            "nothing to ingest (ObjectRemoved:Delete, ObjectRemoved:DeleteMarkerCreated)"
         );
     }
 
@@ -944,7 +1002,7 @@ mod tests {
         ]);
         assert_eq!(
             ignored(parse(&msg)),
-            "no ObjectCreated records (ObjectRestore:Completed, ObjectCreated:Put of a folder marker)"
+            "nothing to ingest (ObjectRestore:Completed, ObjectCreated:Put of a folder marker)"
         );
     }
 

@@ -202,9 +202,10 @@ pub fn numpy_dtype(dtype: &DataType) -> serde_json::Value {
     }
 }
 
-fn codec_json(codec: &Codec) -> serde_json::Value {
+/// The numcodecs configuration of a codec; an error for a codec Zarr v2 cannot name.
+fn codec_json(codec: &Codec) -> Result<serde_json::Value, String> {
     use serde_json::json;
-    match codec {
+    Ok(match codec {
         Codec::Zlib { level } => json!({"id": "zlib", "level": level}),
         Codec::Shuffle { element_size } => json!({"id": "shuffle", "elementsize": element_size}),
         Codec::Fletcher32 => json!({"id": "fletcher32"}),
@@ -223,7 +224,12 @@ fn codec_json(codec: &Codec) -> serde_json::Value {
         } => json!({"id": "bitshuffle", "elementsize": element_size, "blocksize": block_size}),
         Codec::Lz4Hdf5 => json!({"id": "imagecodecs_lz4h5"}),
         Codec::VlenUtf8 => json!({"id": "vlen-utf8"}),
-    }
+        Codec::ZarrV3 { name, .. } => {
+            return Err(format!(
+                "the Zarr v3 codec '{name}' has no Zarr v2 (numcodecs) equivalent"
+            ));
+        }
+    })
 }
 
 fn fill_json(fill: &Option<FillValue>, dtype: &DataType) -> serde_json::Value {
@@ -269,7 +275,11 @@ fn zarray_json(array: &Array) -> Result<String, String> {
             array.chunk_shape, array.shape
         ));
     }
-    let codecs: Vec<serde_json::Value> = array.codecs.iter().map(codec_json).collect();
+    let codecs: Vec<serde_json::Value> = array
+        .codecs
+        .iter()
+        .map(codec_json)
+        .collect::<Result<_, _>>()?;
     let doc = serde_json::json!({
         "chunks": array.chunk_shape,
         "compressor": null,

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
-use zarrstac_model::{Array, AttrValue, Dataset, Group, join_path};
+use zarrstac_model::{Array, AttrValue, Dataset, Group, SourceFormat, join_path};
 
 use crate::cf;
 use crate::item::*;
@@ -19,8 +19,18 @@ use crate::item::*;
 pub const VIEW: &str = "https://stac-extensions.github.io/view/v1.1.0/schema.json";
 pub const SCIENTIFIC: &str = "https://stac-extensions.github.io/scientific/v1.0.0/schema.json";
 
-/// Media type of the store and its groups.
+/// Media type of a Zarr v2 store and its groups.
 pub const ZARR_V2_MEDIA_TYPE: &str = "application/vnd.zarr; version=2";
+/// Media type of a Zarr v3 store and its groups.
+pub const ZARR_V3_MEDIA_TYPE: &str = "application/vnd.zarr; version=3";
+
+/// The media type and `zarr:zarr_format` of a store's assets.
+pub(crate) fn zarr_media(d: &Dataset) -> (&'static str, u8) {
+    match d.format {
+        SourceFormat::ZarrV3 => (ZARR_V3_MEDIA_TYPE, 3),
+        _ => (ZARR_V2_MEDIA_TYPE, 2),
+    }
+}
 
 /// Field prefix → extension schema. An extension is declared exactly when one of its
 /// fields appears in the item (several schemas fail on an item that declares them
@@ -71,19 +81,19 @@ fn is_placeholder(s: &str) -> bool {
             .any(|p| t.eq_ignore_ascii_case(p))
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
+pub(crate) fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str)
         .filter(|s| !is_placeholder(s))
         .map(|s| s.trim().to_string())
 }
 
-fn finite(v: Option<&Value>) -> Option<f64> {
+pub(crate) fn finite(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|f| f.is_finite())
 }
 
 /// A timestamp as an instant. EOPF writes `+00:00` offsets and, for some fields (S1
 /// `sat:anx_datetime`), no zone at all: those are UTC by the product spec.
-fn instant(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(crate) fn instant(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
     let s = v?.as_str()?.trim();
     if is_placeholder(s) {
@@ -102,7 +112,7 @@ fn instant(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
     (1..=9999).contains(&utc.year()).then_some(utc)
 }
 
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
@@ -157,7 +167,7 @@ pub fn is_iso_duration(s: &str) -> bool {
 }
 
 /// The `stac_discovery` document of the root group.
-fn stac_discovery(d: &Dataset) -> Option<Map<String, Value>> {
+pub(crate) fn stac_discovery(d: &Dataset) -> Option<Map<String, Value>> {
     match d.root.attributes.get("stac_discovery")? {
         AttrValue::Json(Value::Object(m)) => Some(m.clone()),
         // A reader that kept it as text: still the same document.
@@ -170,7 +180,7 @@ fn stac_discovery(d: &Dataset) -> Option<Map<String, Value>> {
 }
 
 /// The store's name without `.zarr`.
-fn store_name(url: &str) -> &str {
+pub(crate) fn store_name(url: &str) -> &str {
     let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or(url);
     name.strip_suffix(".zarr").unwrap_or(name)
 }
@@ -193,7 +203,7 @@ fn item_id(sd: &Map<String, Value>, url: &str) -> String {
 }
 
 /// Every position of a Polygon or MultiPolygon, when all are finite lon/lat pairs.
-fn positions(geometry: &Value) -> Option<Vec<[f64; 2]>> {
+pub(crate) fn positions(geometry: &Value) -> Option<Vec<[f64; 2]>> {
     let polygons: Vec<&Value> = match geometry.get("type")?.as_str()? {
         "Polygon" => vec![geometry.get("coordinates")?],
         "MultiPolygon" => geometry.get("coordinates")?.as_array()?.iter().collect(),
@@ -217,7 +227,7 @@ fn positions(geometry: &Value) -> Option<Vec<[f64; 2]>> {
 
 /// The geometry with every ring closed (EOPF S1 leaves them open), or `None` when it is
 /// not a usable Polygon/MultiPolygon.
-fn closed_geometry(geometry: &Value) -> Option<Value> {
+pub(crate) fn closed_geometry(geometry: &Value) -> Option<Value> {
     positions(geometry)?;
     let close = |polygon: &Value| -> Option<Value> {
         let rings = polygon.as_array()?;
@@ -254,7 +264,7 @@ fn closed_geometry(geometry: &Value) -> Option<Value> {
 /// West, south, east, north of positions. A footprint spanning more than 180° of
 /// longitude crosses the antimeridian: then west is the easternmost of the western
 /// hemisphere's side and west > east, as STAC writes such boxes.
-fn bbox_of(points: &[[f64; 2]]) -> [f64; 4] {
+pub(crate) fn bbox_of(points: &[[f64; 2]]) -> [f64; 4] {
     let lons = points.iter().map(|p| p[0]);
     let lats = points.iter().map(|p| p[1]);
     let (w, e) = (
@@ -283,7 +293,7 @@ fn bbox_of(points: &[[f64; 2]]) -> [f64; 4] {
 
 /// A bbox as given, put in order: EOPF writes west > east for footprints that do not
 /// cross the antimeridian (a west/east mix-up, not a crossing, when the gap is < 180°).
-fn ordered_bbox(v: Option<&Value>) -> Option<[f64; 4]> {
+pub(crate) fn ordered_bbox(v: Option<&Value>) -> Option<[f64; 4]> {
     let b = v?.as_array()?;
     if b.len() != 4 {
         return None;
@@ -304,7 +314,7 @@ fn ordered_bbox(v: Option<&Value>) -> Option<[f64; 4]> {
 
 /// Spectral properties of one band, in micrometres as eo v2.0.0 wants them.
 #[derive(Debug, Clone, Default)]
-struct Spectral {
+pub(crate) struct Spectral {
     common_name: Option<String>,
     center: Option<f64>,
     fwhm: Option<f64>,
@@ -646,7 +656,7 @@ fn provider(v: &Value) -> Option<Value> {
 }
 
 /// `EPSG:<n>` from a code or an EPSG number.
-fn proj_code(code: Option<&Value>, epsg: Option<&Value>) -> Option<String> {
+pub(crate) fn proj_code(code: Option<&Value>, epsg: Option<&Value>) -> Option<String> {
     if let Some(c) = text(code) {
         return Some(c);
     }
@@ -658,20 +668,20 @@ fn proj_code(code: Option<&Value>, epsg: Option<&Value>) -> Option<String> {
     (n > 0).then(|| format!("EPSG:{n}"))
 }
 
-fn numbers(v: Option<&Value>, lengths: &[usize]) -> Option<Value> {
+pub(crate) fn numbers(v: Option<&Value>, lengths: &[usize]) -> Option<Value> {
     let a = v?.as_array()?;
     let ok = lengths.contains(&a.len()) && a.iter().all(|x| x.as_f64().is_some_and(f64::is_finite));
     ok.then(|| Value::Array(a.clone()))
 }
 
-fn shape(v: Option<&Value>) -> Option<Value> {
+pub(crate) fn shape(v: Option<&Value>) -> Option<Value> {
     let a = v?.as_array()?;
     (a.len() == 2 && a.iter().all(|x| x.as_u64().is_some())).then(|| Value::Array(a.clone()))
 }
 
 /// An attribute of an array as JSON: the array's own, else the one EOPF keeps in
 /// `_eopf_attrs`.
-fn array_attr(a: &Array, key: &str) -> Option<Value> {
+pub(crate) fn array_attr(a: &Array, key: &str) -> Option<Value> {
     if let Some(v) = a.attributes.get(key) {
         let one = match v {
             AttrValue::String(s) => json!(s),
@@ -690,7 +700,7 @@ fn array_attr(a: &Array, key: &str) -> Option<Value> {
     }
 }
 
-fn array_text(a: &Array, key: &str) -> Option<String> {
+pub(crate) fn array_text(a: &Array, key: &str) -> Option<String> {
     text(array_attr(a, key).as_ref())
 }
 
@@ -715,7 +725,7 @@ fn declared_coordinates(a: &Array) -> Vec<String> {
 
 /// The arrays of a group that hold data: not coordinates (named like their dimension,
 /// declared as another array's coordinate, or plainly lat/lon/x/y/time), not scalars.
-fn data_arrays(g: &Group) -> Vec<&Array> {
+pub(crate) fn data_arrays(g: &Group) -> Vec<&Array> {
     let coordinates: HashSet<String> = g.arrays.iter().flat_map(declared_coordinates).collect();
     g.arrays
         .iter()
@@ -735,7 +745,7 @@ fn data_arrays(g: &Group) -> Vec<&Array> {
 }
 
 /// Projection fields of an array (EOPF puts them on the arrays, not the groups).
-fn array_projection(a: &Array) -> Map<String, Value> {
+pub(crate) fn array_projection(a: &Array) -> Map<String, Value> {
     let mut out = Map::new();
     let Some(code) = proj_code(
         array_attr(a, "proj:code").as_ref(),
@@ -758,7 +768,7 @@ fn array_projection(a: &Array) -> Map<String, Value> {
 
 /// Ground sample distance of a group: `r10m` says 10 m; otherwise the pixel size of a
 /// projected grid's transform.
-fn gsd(group_name: &str, projection: &Map<String, Value>) -> Option<f64> {
+pub(crate) fn gsd(group_name: &str, projection: &Map<String, Value>) -> Option<f64> {
     if let Some(m) = group_name
         .strip_prefix('r')
         .and_then(|r| r.strip_suffix('m'))
@@ -774,7 +784,7 @@ fn gsd(group_name: &str, projection: &Map<String, Value>) -> Option<f64> {
 }
 
 /// One band per data array.
-fn band(a: &Array, spectral: Option<&Spectral>) -> Value {
+pub(crate) fn band(a: &Array, spectral: Option<&Spectral>) -> Value {
     let mut b = Map::new();
     b.insert("name".into(), json!(a.name));
     if let Some(d) = array_text(a, "long_name") {
@@ -840,7 +850,7 @@ fn spectral_for<'a>(table: &'a HashMap<String, Spectral>, name: &str) -> Option<
 }
 
 /// Roles of a group asset from the EOPF branch it sits in.
-fn roles_of(path: &str) -> Option<(&'static str, Vec<&'static str>)> {
+pub(crate) fn roles_of(path: &str) -> Option<(&'static str, Vec<&'static str>)> {
     let segments: Vec<&str> = path.split('/').collect();
     if segments.contains(&"measurements") {
         Some(("measurements", vec!["data"]))
@@ -884,7 +894,6 @@ fn sub_product_prefix(root: &Group) -> Option<String> {
 
 /// Group assets: one per group under measurements/quality/conditions holding data.
 fn group_assets(d: &Dataset, table: &HashMap<String, Spectral>) -> Vec<(String, Value)> {
-    let base = d.source_url.trim_end_matches('/');
     let mut out = Vec::new();
     let mut used = HashSet::new();
     let prefix = sub_product_prefix(&d.root);
@@ -892,80 +901,101 @@ fn group_assets(d: &Dataset, table: &HashMap<String, Spectral>) -> Vec<(String, 
         let Some((branch, roles)) = roles_of(&path) else {
             continue;
         };
-        let arrays = data_arrays(group);
-        if arrays.is_empty() {
+        let spectral = (branch == "measurements").then_some(table);
+        let Some(asset) = group_asset(d, &path, group, &roles, spectral, None) else {
             continue;
-        }
-        let spectral = branch == "measurements";
-        let bands: Vec<Value> = arrays
-            .iter()
-            .map(|a| {
-                band(
-                    a,
-                    if spectral {
-                        spectral_for(table, &a.name)
-                    } else {
-                        None
-                    },
-                )
-            })
-            .collect();
-        let mut asset = Map::new();
-        asset.insert("href".into(), json!(join_path(base, &path)));
-        asset.insert("type".into(), json!(ZARR_V2_MEDIA_TYPE));
-        asset.insert("title".into(), json!(path));
-        asset.insert("roles".into(), json!(roles));
-        asset.insert("zarr:node_type".into(), json!("group"));
-        asset.insert("zarr:zarr_format".into(), json!(2));
-        // Projection of the group: only when every data array that has one agrees.
-        let projections: Vec<Map<String, Value>> = arrays
-            .iter()
-            .map(|a| array_projection(a))
-            .filter(|p| !p.is_empty())
-            .collect();
-        let projection = match projections.split_first() {
-            Some((first, rest)) if rest.iter().all(|p| p == first) => first.clone(),
-            _ => Map::new(),
         };
-        if let Some(g) = gsd(&group.name, &projection) {
-            asset.insert("gsd".into(), json!(g));
-        }
-        asset.extend(projection);
-        // The cf extension wants the parameters on the asset, not only on its bands.
-        let mut parameters: Vec<Value> = Vec::new();
-        for p in bands
-            .iter()
-            .filter_map(|b| b.get("cf:parameter")?.as_array())
-            .flatten()
-        {
-            if !parameters.contains(p) {
-                parameters.push(p.clone());
-            }
-        }
-        if !parameters.is_empty() {
-            asset.insert("cf:parameter".into(), Value::Array(parameters));
-        }
-        asset.insert("bands".into(), Value::Array(bands));
-
         let short = match &prefix {
             Some(p) => path.strip_prefix(p.as_str()).unwrap_or(&path),
             None => &path,
         };
-        let mut key = safe_id(&short.replace('/', "_"));
-        // Distinct paths can flatten to one key (`a/b_c`, `a_b/c`): keep both.
-        let stem = key.clone();
-        let mut n = 2;
-        while !used.insert(key.clone()) {
-            key = format!("{stem}_{n}");
-            n += 1;
-        }
-        out.push((key, Value::Object(asset)));
+        out.push((unique_key(&mut used, short), asset));
     }
     out
 }
 
+/// An asset key for a group path, distinct from those already `used`: distinct paths can
+/// flatten to one key (`a/b_c`, `a_b/c`), and both are kept.
+pub(crate) fn unique_key(used: &mut HashSet<String>, path: &str) -> String {
+    let stem = safe_id(&path.replace('/', "_"));
+    let mut key = stem.clone();
+    let mut n = 2;
+    while !used.insert(key.clone()) {
+        key = format!("{stem}_{n}");
+        n += 1;
+    }
+    key
+}
+
+/// The asset of the group at `path`, its data arrays as bands; `None` when it holds no
+/// data arrays. `spectral` names the bands' wavelengths; `projection` is the group's own
+/// (GeoZarr puts it on groups), used when the arrays carry none.
+pub(crate) fn group_asset(
+    d: &Dataset,
+    path: &str,
+    group: &Group,
+    roles: &[&str],
+    spectral: Option<&HashMap<String, Spectral>>,
+    projection: Option<&Map<String, Value>>,
+) -> Option<Value> {
+    let arrays = data_arrays(group);
+    if arrays.is_empty() {
+        return None;
+    }
+    let bands: Vec<Value> = arrays
+        .iter()
+        .map(|a| band(a, spectral.and_then(|t| spectral_for(t, &a.name))))
+        .collect();
+    let (media, format) = zarr_media(d);
+    let mut asset = Map::new();
+    asset.insert(
+        "href".into(),
+        json!(join_path(d.source_url.trim_end_matches('/'), path)),
+    );
+    asset.insert("type".into(), json!(media));
+    asset.insert("title".into(), json!(path));
+    asset.insert("roles".into(), json!(roles));
+    asset.insert("zarr:node_type".into(), json!("group"));
+    asset.insert("zarr:zarr_format".into(), json!(format));
+    // Projection of the group: only when every data array that has one agrees.
+    let projections: Vec<Map<String, Value>> = arrays
+        .iter()
+        .map(|a| array_projection(a))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let projection = match projections.split_first() {
+        Some((first, rest)) if rest.iter().all(|p| p == first) => first.clone(),
+        Some(_) => Map::new(),
+        None => projection.cloned().unwrap_or_default(),
+    };
+    if let Some(g) = gsd(&group.name, &projection) {
+        asset.insert("gsd".into(), json!(g));
+    }
+    asset.extend(projection);
+    asset_parameters(&mut asset, &bands);
+    asset.insert("bands".into(), Value::Array(bands));
+    Some(Value::Object(asset))
+}
+
+/// The cf extension wants the parameters on the asset, not only on its bands.
+pub(crate) fn asset_parameters(asset: &mut Map<String, Value>, bands: &[Value]) {
+    let mut parameters: Vec<Value> = Vec::new();
+    for p in bands
+        .iter()
+        .filter_map(|b| b.get("cf:parameter")?.as_array())
+        .flatten()
+    {
+        if !parameters.contains(p) {
+            parameters.push(p.clone());
+        }
+    }
+    if !parameters.is_empty() {
+        asset.insert("cf:parameter".into(), Value::Array(parameters));
+    }
+}
+
 /// The extensions whose fields appear in the item's properties, assets and bands.
-fn extensions_used(item: &Value) -> Vec<&'static str> {
+pub(crate) fn extensions_used(item: &Value) -> Vec<&'static str> {
     let mut maps: Vec<&Map<String, Value>> = Vec::new();
     maps.extend(item.get("properties").and_then(Value::as_object));
     if let Some(assets) = item.get("assets").and_then(Value::as_object) {
@@ -990,6 +1020,24 @@ fn extensions_used(item: &Value) -> Vec<&'static str> {
     }
     out.sort_unstable();
     out
+}
+
+/// The asset of the whole store.
+pub(crate) fn store_asset(d: &Dataset, title: &str) -> Value {
+    let (media, format) = zarr_media(d);
+    let mut asset = json!({
+        "href": d.source_url.trim_end_matches('/'),
+        "type": media,
+        "title": title,
+        "roles": ["data"],
+        "zarr:node_type": "group",
+        "zarr:zarr_format": format,
+    });
+    // source_size is the size of the consolidated metadata: zero when the store has none.
+    if d.source_size > 0 {
+        asset["zarr:consolidated"] = json!(true);
+    }
+    asset
 }
 
 /// The STAC item of one EOPF Zarr product.
@@ -1047,20 +1095,9 @@ pub fn item_for_eopf(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
 
     let table = spectral_table(&sd);
     let store = d.source_url.trim_end_matches('/');
+    let (media, _) = zarr_media(d);
     let mut assets = Map::new();
-    let mut product = json!({
-        "href": store,
-        "type": ZARR_V2_MEDIA_TYPE,
-        "title": "EOPF Zarr product",
-        "roles": ["data"],
-        "zarr:node_type": "group",
-        "zarr:zarr_format": 2,
-    });
-    // source_size is the size of .zmetadata: zero when the store has none.
-    if d.source_size > 0 {
-        product["zarr:consolidated"] = json!(true);
-    }
-    assets.insert("product".into(), product);
+    assets.insert("product".into(), store_asset(d, "EOPF Zarr product"));
     for (key, asset) in group_assets(d, &table) {
         assets.insert(key, asset);
     }
@@ -1083,7 +1120,7 @@ pub fn item_for_eopf(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
             {
                 "rel": "store",
                 "href": store,
-                "type": ZARR_V2_MEDIA_TYPE,
+                "type": media,
                 "title": "Zarr store of the product"
             },
             // STAC requires this link beside `collection`; it follows the static catalog's

@@ -64,7 +64,7 @@ pub fn family(d: &Dataset) -> String {
         | SourceFormat::NetCdf3Data64 => "netcdf3".into(),
         SourceFormat::NetCdf4 => "netcdf4".into(),
         SourceFormat::Hdf5 => "hdf5".into(),
-        SourceFormat::Zarr => "zarr".into(),
+        SourceFormat::Zarr | SourceFormat::ZarrV3 => "zarr".into(),
     }
 }
 

@@ -107,6 +107,22 @@ pub struct Pages<'a> {
     page_size: usize,
     listing: futures::stream::BoxStream<'a, object_store::Result<object_store::ObjectMeta>>,
     last: Option<String>,
+    /// The Zarr store already given for the keys being listed: a store's keys are
+    /// contiguous in key order, and its root documents (`.zgroup`, `.zmetadata`) are
+    /// several objects for one source.
+    store_given: Option<String>,
+}
+
+/// What a listed key stands for: itself, the Zarr store whose root metadata it is, or
+/// nothing (another object of a Zarr store: a chunk, a node's metadata).
+fn listed_source(key: &str) -> Option<&str> {
+    match zarrstac_queue::events::zarr_store_key(key) {
+        None => Some(key),
+        Some((store, inner)) if ["zarr.json", ".zmetadata", ".zgroup"].contains(&inner) => {
+            Some(store)
+        }
+        Some(_) => None,
+    }
 }
 
 impl<'a> Pages<'a> {
@@ -139,6 +155,7 @@ impl<'a> Pages<'a> {
             page_size: page_size.max(1),
             listing,
             last: None,
+            store_given: None,
         })
     }
 
@@ -162,7 +179,16 @@ impl<'a> Pages<'a> {
                 continue;
             }
             self.last = Some(key.clone());
-            let url = self.prefix.url_of(&meta.location);
+            let Some(source) = listed_source(&key) else {
+                continue;
+            };
+            if source != key {
+                if self.store_given.as_deref() == Some(source) {
+                    continue;
+                }
+                self.store_given = Some(source.to_string());
+            }
+            let url = self.prefix.url_of(&object_store::path::Path::from(source));
             if self.selection.keeps(&url, &meta) {
                 urls.push(url);
             }
@@ -319,4 +345,58 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_zarr_store_is_listed_once_as_the_store() {
+        let store = Arc::new(InMemory::new());
+        for key in [
+            "archive/a.nc",
+            "archive/s2.zarr/.zattrs",
+            "archive/s2.zarr/.zgroup",
+            "archive/s2.zarr/.zmetadata",
+            "archive/s2.zarr/measurements/b02/0.0",
+            "archive/v3.zarr/m/b02/c/0/0",
+            "archive/v3.zarr/m/zarr.json",
+            "archive/v3.zarr/zarr.json",
+            "archive/w.zarr/m/c/0",
+            "archive/z.h5",
+        ] {
+            store
+                .put(&key.into(), bytes::Bytes::from_static(b"x").into())
+                .await
+                .unwrap();
+        }
+        let prefix = zarrstac_io::Location {
+            store,
+            path: "archive".into(),
+            url: "memory:///archive".into(),
+            local_path: None,
+        };
+        let selection = Selection::new(None, None).unwrap();
+        // Pages of two: a store's keys spanning a page boundary still give it once.
+        let mut pages = Pages::new(&prefix, &selection, None, 2).await.unwrap();
+        let mut all = Vec::new();
+        while let Some((urls, _)) = pages.next_page().await.unwrap() {
+            all.extend(urls);
+        }
+        assert_eq!(
+            all,
+            [
+                "memory:///archive/a.nc",
+                "memory:///archive/s2.zarr",
+                "memory:///archive/v3.zarr",
+                "memory:///archive/z.h5"
+            ]
+        );
+    }
 }
