@@ -1022,6 +1022,19 @@ pub(crate) fn extensions_used(item: &Value) -> Vec<&'static str> {
     out
 }
 
+/// Completes a store's item: its bbox, the extensions its fields use; the arrays left out
+/// are reported.
+pub(crate) fn finish_item(mut item: Value, bbox: Option<[f64; 4]>, d: &Dataset) -> Value {
+    if let Some(b) = bbox {
+        item["bbox"] = json!(b);
+    }
+    item["stac_extensions"] = json!(extensions_used(&item));
+    for r in &d.refused {
+        tracing::info!(target: "zarrstac::report", "{}: array '{}' left out: {}", d.source_url, r.path, r.reason);
+    }
+    item
+}
+
 /// The asset of the whole store.
 pub(crate) fn store_asset(d: &Dataset, title: &str) -> Value {
     let (media, format) = zarr_media(d);
@@ -1108,7 +1121,7 @@ pub fn item_for_eopf(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
             None => "eopf".into(),
         }
     });
-    let mut item = json!({
+    let item = json!({
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": [],
@@ -1129,14 +1142,7 @@ pub fn item_for_eopf(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
         ],
         "assets": Value::Object(assets),
     });
-    if let Some(b) = bbox {
-        item["bbox"] = json!(b);
-    }
-    item["stac_extensions"] = json!(extensions_used(&item));
-    for r in &d.refused {
-        tracing::info!(target: "zarrstac::report", "{}: array '{}' left out: {}", d.source_url, r.path, r.reason);
-    }
-    Ok(item)
+    Ok(finish_item(item, bbox, d))
 }
 
 #[cfg(test)]

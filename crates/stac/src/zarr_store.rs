@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use zarrstac_model::{AttrValue, Dataset, Group, join_path};
 
 use crate::eopf::{
-    extensions_used, group_asset, instant, item_for_eopf, numbers, proj_code, rfc3339, roles_of,
-    shape, stac_discovery, store_asset, store_name, unique_key, zarr_media,
+    finish_item, group_asset, instant, item_for_eopf, numbers, proj_code, rfc3339, roles_of, shape,
+    stac_discovery, store_asset, store_name, unique_key, zarr_media,
 };
 use crate::item::*;
 
@@ -278,7 +278,7 @@ fn item_from_attributes(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemEr
     }
 
     let bbox = footprint(root);
-    let mut item = json!({
+    let item = json!({
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": [],
@@ -292,14 +292,7 @@ fn item_from_attributes(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemEr
         ],
         "assets": Value::Object(assets),
     });
-    if let Some(b) = bbox {
-        item["bbox"] = json!(b);
-    }
-    item["stac_extensions"] = json!(extensions_used(&item));
-    for r in &d.refused {
-        tracing::info!(target: "zarrstac::report", "{}: array '{}' left out: {}", d.source_url, r.path, r.reason);
-    }
-    Ok(item)
+    Ok(finish_item(item, bbox, d))
 }
 
 #[cfg(test)]
