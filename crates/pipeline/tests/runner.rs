@@ -287,7 +287,8 @@ async fn sources_that_are_not_files_of_this_job_fail_with_the_reason() {
     std::fs::create_dir_all(dir.join("v3")).unwrap();
     std::fs::write(
         dir.join("v3/zarr.json"),
-        b"{\"zarr_format\": 3, \"node_type\": \"group\"}",
+        // A store whose root is an array: Zarr v3 stores are read, this one is refused.
+        b"{\"zarr_format\": 3, \"node_type\": \"array\"}",
     )
     .unwrap();
     let done = r
@@ -296,7 +297,7 @@ async fn sources_that_are_not_files_of_this_job_fail_with_the_reason() {
     match done.outcome {
         Outcome::Failed(f) => {
             assert!(!f.is_transient());
-            assert!(f.message.contains("Zarr v3 store"), "{f}");
+            assert!(f.message.contains("root is an array"), "{f}");
             assert_eq!(done.attempts, 1, "a permanent failure is not retried");
         }
         other => panic!("expected a failure, got {other:?}"),
