@@ -10,7 +10,8 @@ real S3 server (s3s-fs). Workers are started and killed through deploy/stack.sh.
 * an outage of the catalog API: retries, dead letters, then `replay` lands everything;
 * a poison message cannot block its partition;
 * backfill of 10,000 keys: each enqueued once; killed halfway, it resumes after its last
-  finished page.
+  finished page;
+* uploaded Zarr stores (v2 and v3), one event per object: one item per store.
 """
 import json
 import os
@@ -26,6 +27,7 @@ from confluent_kafka import Consumer, Producer
 
 import stack
 from conftest import FIXTURES, REPO
+from test_zarr3 import CF_GRID, GEOZARR, S1_V2, stores  # noqa: F401 (stores: a fixture)
 
 BUCKET = "archive"
 CMIP5 = sorted((FIXTURES / "shared" / "cmip5-netcdf3-series").glob("*.nc"))
@@ -354,3 +356,39 @@ def test_backfill_enqueues_each_key_once_and_resumes(tmp_path, bucket):
     finished_pages = {u for u in urls if u <= after}
     assert all(counts[u] == 1 for u in finished_pages), "a finished page was enqueued again"
     assert sum(counts.values()) - n <= 500, "more than the one unfinished page was repeated"
+
+
+def test_uploaded_zarr_stores_are_ingested_once_from_their_root_metadata(tmp_path, bucket, stores, clean):
+    """Every object of three uploaded stores (a Zarr v2 EOPF product, a consolidated and an
+    unconsolidated Zarr v3 store, chunks included) announced by its own event: each store
+    becomes its item, read from S3, and no event is dead-lettered."""
+    uploads = {S1_V2.stem: S1_V2, "geozarr_s2_multiscales": stores / GEOZARR,
+               "cf_grid_unconsolidated": stores / CF_GRID}
+    keys = []
+    for store in uploads.values():
+        for p in sorted(store.rglob("*")):
+            if p.is_file():
+                keys.append(bucket.put(f"zarr/{store.name}/{p.relative_to(store)}", p.read_bytes()))
+        # Chunks as an upload writes them: their events must not ingest the store again.
+        keys.append(bucket.put(f"zarr/{store.name}/chunk/c/0/0", b"\x00" * 16))
+    # Root metadata last, as zarr-python writes a consolidated store.
+    keys.sort(key=lambda k: k.rsplit("/", 1)[-1] in ("zarr.json", ".zmetadata") and k.count("/") == 2)
+    workers = Workers(tmp_path, bucket, stack.pgstac_url())
+    workers.start(1)
+    try:
+        produce(workers.topic, [(k, json.dumps(s3_event(k, 0))) for k in keys])
+        wait_until(lambda: set(stored()) >= set(uploads), 300, "the three store items")
+    finally:
+        workers.stop()
+    assert read_topic(workers.dlq, idle=3) == []
+    with stack.db() as conn:
+        rows = {r[0]: (r[1], r[2]) for r in
+                conn.execute("SELECT id, collection, content->'assets' FROM pgstac.items").fetchall()}
+    collections = {i: (rows[i][0], rows[i][1]["product"]["type"]) for i in uploads}
+    assert collections == {
+        S1_V2.stem: ("eopf-s01siwgrh", "application/vnd.zarr; version=2"),
+        "geozarr_s2_multiscales": ("zarr", "application/vnd.zarr; version=3"),
+        "cf_grid_unconsolidated": ("zarr", "application/vnd.zarr; version=3"),
+    }, collections
+    assert rows["geozarr_s2_multiscales"][1]["measurements_reflectance"]["href"] == \
+        f"s3://{BUCKET}/zarr/{GEOZARR}/measurements/reflectance"
