@@ -186,6 +186,15 @@ export PATH="$VENV/bin:$PATH"
 
 step "cargo fmt --check" cargo fmt --all --check || true
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
+# The fuzz targets (fuzz/, scripts/fuzz.sh) build with the nightly toolchain only: built where
+# it exists so that they keep compiling; the fuzzers themselves do not run here.
+if cargo +nightly --version >/dev/null 2>&1; then
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version '~0.13'
+    step "fuzz targets build (nightly)" env -C fuzz CARGO_TARGET_DIR="$HOME/.cache/zarrstac/fuzz-target" \
+        cargo +nightly fuzz build -O || true
+else
+    echo "no nightly toolchain: the fuzz targets are not built"
+fi
 if step "cargo build --release" cargo build --release -p zarrstac; then
     # The stack first: the catalog sink conformance suite runs against its STAC API and pgstac.
     say "starting the test stack (deploy/stack.sh up)"
