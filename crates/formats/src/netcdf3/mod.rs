@@ -193,6 +193,14 @@ fn variable_to_array(
         // The record count comes from the header: the last record must lie inside the
         // file before one entry per record is made (a hostile count of 2^32 would ask
         // for gigabytes).
+        // Records of one variable cannot overlap: a stride below the record size (a
+        // hostile header can make it 0) would let any count pass the check below.
+        if records > 1 && record_bytes > 0 && stride < record_bytes {
+            return Err(VariableError::Corrupt(format!(
+                "variable '{}': records of {record_bytes} bytes every {stride} bytes would overlap",
+                var.name
+            )));
+        }
         if records > 0 && record_bytes > 0 {
             let end = (records - 1)
                 .checked_mul(stride)
