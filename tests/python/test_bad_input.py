@@ -155,7 +155,7 @@ def test_zero_record_stride_fails_before_allocating(zarrstac, tmp_path):
     """Found by the netcdf3 fuzz target: a header whose record variables give a record
     stride of 0 let a large record count through the file-size check (every record ended
     inside the file), and one manifest entry per record aborted the process."""
-    src, out = FIXTURES / "fuzz" / "nc3_zero_record_stride.nc", tmp_path / "out.json"
+    src, out = FIXTURES / "fuzz" / "nc3_zero_record_stride.fuzz", tmp_path / "out.json"
     code, stderr = run_limited(zarrstac.binary, src, out)
     assert code == 1, f"exit {code}: {stderr[-500:]}"
     error = next(line for line in stderr.splitlines() if line.startswith("error:"))
