@@ -49,8 +49,10 @@ pub struct Detected {
 /// File extensions searched for in directories.
 pub const FILE_EXTENSIONS: &[&str] = &["nc", "nc4", "h5", "hdf5", "he5", "hdf", "cdf"];
 
-const ZARR_V2_MARKERS: &[&str] = &[".zmetadata", ".zgroup"];
-const ZARR_V3_MARKER: &str = "zarr.json";
+/// Root documents of a Zarr v2 store, consolidated first.
+pub(crate) const ZARR_V2_MARKERS: &[&str] = &[".zmetadata", ".zgroup"];
+/// The root document of a Zarr v3 store.
+pub(crate) const ZARR_V3_MARKER: &str = "zarr.json";
 
 fn is_zarr_dir(p: &Path) -> bool {
     ZARR_V2_MARKERS

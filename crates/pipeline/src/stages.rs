@@ -14,7 +14,7 @@ use zarrstac_stac::{ItemOptions, StoreStyle, Validator};
 
 use crate::config::PipelineConfig;
 use crate::failure::Failure;
-use crate::source::{SourceKind, detect};
+use crate::source::{SourceKind, ZARR_V2_MARKERS, ZARR_V3_MARKER, detect};
 
 /// Reads a NetCDF/HDF5 file's metadata with its chunks of at most `inline_threshold`
 /// bytes inlined: the input of references and items.
@@ -233,10 +233,10 @@ impl Stages {
             (kind @ (SourceKind::ZarrV2 | SourceKind::ZarrV3), _) => {
                 let (dataset, root_documents) = if kind == SourceKind::ZarrV2 {
                     let d = zarrstac_formats::zarr::scan_zarr(location.clone()).await?;
-                    (d, &[".zmetadata", ".zgroup"][..])
+                    (d, ZARR_V2_MARKERS)
                 } else {
                     let d = zarrstac_formats::zarr_v3::scan_zarr_v3(location.clone()).await?;
-                    (d, &["zarr.json"][..])
+                    (d, std::slice::from_ref(&ZARR_V3_MARKER))
                 };
                 let mut opts = self.item_options(collection);
                 let item = match zarrstac_stac::item_for_zarr(&dataset, &opts) {

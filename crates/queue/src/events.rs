@@ -571,17 +571,24 @@ fn object_url(scheme: &str, bucket: &str, key: &str) -> Result<Target, String> {
         return Ok(Target::Skip("a folder marker".into()));
     }
     let url = |key: &str| format!("{scheme}://{bucket}/{}", utf8_percent_encode(key, PATH));
-    if let Some((store, inner)) = zarr_store_key(key) {
-        return Ok(if ZARR_ROOT_DOCUMENTS.contains(&inner) {
-            Target::Source(url(store))
-        } else {
-            Target::Skip(format!(
-                "an object inside the Zarr store {} (its root metadata triggers ingestion)",
-                url(store)
-            ))
-        });
+    Ok(match (source_key(key), zarr_store_key(key)) {
+        (Some(source), _) => Target::Source(url(source)),
+        (None, store) => Target::Skip(format!(
+            "an object inside the Zarr store {} (its root metadata triggers ingestion)",
+            url(store.map_or(key, |(s, _)| s))
+        )),
+    })
+}
+
+/// The source an object key stands for: the key itself, the Zarr store whose root
+/// metadata it is, or `None` for another object of a Zarr store (a chunk, a node's
+/// metadata). Upload events and backfill listings both go by it.
+pub fn source_key(key: &str) -> Option<&str> {
+    match zarr_store_key(key) {
+        None => Some(key),
+        Some((store, inner)) if ZARR_ROOT_DOCUMENTS.contains(&inner) => Some(store),
+        Some(_) => None,
     }
-    Ok(Target::Source(url(key)))
 }
 
 /// `(store key, key inside the store)` when `key` lies inside a folder named `*.zarr`

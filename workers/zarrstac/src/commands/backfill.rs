@@ -113,18 +113,6 @@ pub struct Pages<'a> {
     store_given: Option<String>,
 }
 
-/// What a listed key stands for: itself, the Zarr store whose root metadata it is, or
-/// nothing (another object of a Zarr store: a chunk, a node's metadata).
-fn listed_source(key: &str) -> Option<&str> {
-    match zarrstac_queue::events::zarr_store_key(key) {
-        None => Some(key),
-        Some((store, inner)) if ["zarr.json", ".zmetadata", ".zgroup"].contains(&inner) => {
-            Some(store)
-        }
-        Some(_) => None,
-    }
-}
-
 impl<'a> Pages<'a> {
     pub async fn new(
         prefix: &'a zarrstac_io::Location,
@@ -179,7 +167,7 @@ impl<'a> Pages<'a> {
                 continue;
             }
             self.last = Some(key.clone());
-            let Some(source) = listed_source(&key) else {
+            let Some(source) = zarrstac_queue::events::source_key(&key) else {
                 continue;
             };
             if source != key {
