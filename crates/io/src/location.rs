@@ -100,8 +100,12 @@ impl Location {
             "http" | "https" => {
                 let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
                     + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                // A plain http:// URL is asked for by name: the client must not refuse it.
+                let options =
+                    object_store::ClientOptions::new().with_allow_http(url.scheme() == "http");
                 let store = object_store::http::HttpBuilder::new()
                     .with_url(base)
+                    .with_client_options(options)
                     .build()
                     .map_err(store_err)?;
                 Ok(Self::remote(Arc::new(store), &url, input))
@@ -251,6 +255,32 @@ mod tests {
     fn unknown_scheme_is_refused_with_the_scheme_named() {
         let err = Location::parse("ftp://host/x.nc").unwrap_err();
         assert!(err.to_string().contains("'ftp'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_urls_are_read() {
+        use object_store::ObjectStoreExt;
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\
+                      Last-Modified: Wed, 02 Dec 2026 10:00:00 GMT\r\n\r\n",
+                )
+                .unwrap();
+        });
+        let loc = Location::parse(&format!("http://127.0.0.1:{port}/data/x.nc")).unwrap();
+        let meta = loc.store.head(&loc.path).await.unwrap();
+        assert_eq!(meta.size, 5);
     }
 
     #[tokio::test]
