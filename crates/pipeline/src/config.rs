@@ -47,6 +47,17 @@ pub struct WorkerConfig {
     pub max_waiting: usize,
     /// Backfills run by the worker on a schedule.
     pub schedule: Vec<ScheduledBackfill>,
+    /// A message whose processing the worker did not survive this many times (an abort,
+    /// an out-of-memory kill) is dead-lettered as `crashed` when it comes again, instead
+    /// of taking the next worker down too. 0 turns the guard off.
+    pub max_crashes: u32,
+    /// Where workers record the messages they have started and not finished (a path or
+    /// URL every worker of the group reaches). Unset: `<output.refs_root>/.in-flight`.
+    pub in_flight: Option<String>,
+    /// Producers (dead letters, replay, backfill) send every record in a batch of its
+    /// own. Needed on brokers that serve nothing to a consumer resuming inside a batch
+    /// (tansu 0.6, see deploy/README.md); costs throughput elsewhere.
+    pub single_record_batches: bool,
 }
 
 /// A backfill `worker` runs periodically.
@@ -74,6 +85,9 @@ impl Default for WorkerConfig {
             shutdown_grace_s: 30,
             max_waiting: 256,
             schedule: Vec::new(),
+            max_crashes: 2,
+            in_flight: None,
+            single_record_batches: false,
         }
     }
 }

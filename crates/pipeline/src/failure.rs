@@ -8,6 +8,9 @@ pub enum ErrorClass {
     Transient,
     /// Corrupt or unsupported input, an item that violates the schemas.
     Permanent,
+    /// The worker processing it stopped without finishing it, more than once (an abort,
+    /// an out-of-memory kill): not run again until an operator replays it.
+    Crashed,
 }
 
 impl ErrorClass {
@@ -15,6 +18,7 @@ impl ErrorClass {
         match self {
             ErrorClass::Transient => "transient",
             ErrorClass::Permanent => "permanent",
+            ErrorClass::Crashed => "crashed",
         }
     }
 }
@@ -37,6 +41,13 @@ impl Failure {
     pub fn transient(message: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn crashed(message: impl Into<String>) -> Self {
+        Failure {
+            class: ErrorClass::Crashed,
             message: message.into(),
         }
     }

@@ -256,9 +256,11 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         } else {
             crate::worker::ensure_topics(&config.worker, &[&config.worker.topic]).await?;
             Some(
-                zarrstac_queue::kafka::client_config(&config.worker.brokers)
-                    .set("message.timeout.ms", "60000")
-                    .create()?,
+                zarrstac_queue::kafka::producer_config(
+                    &config.worker.brokers,
+                    config.worker.single_record_batches,
+                )
+                .create()?,
             )
         };
     }

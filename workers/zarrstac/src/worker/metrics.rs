@@ -32,6 +32,8 @@ pub struct Metrics {
     pub messages: Family<OutcomeLabel, Counter>,
     pub retries: Counter,
     pub dead_lettered: Counter,
+    /// Messages dead-lettered because their workers stopped while processing them.
+    pub crashed: Counter,
     pub lag: Family<PartitionLabel, Gauge>,
     pub stage_seconds: Family<StageLabel, Histogram>,
     pub in_flight: Gauge,
@@ -57,6 +59,12 @@ impl Metrics {
             "dlq",
             "Messages written to the dead-letter topic",
             dead_lettered.clone(),
+        );
+        let crashed = Counter::default();
+        registry.register(
+            "crashed",
+            "Messages dead-lettered as crashed: started worker.max_crashes times, never finished",
+            crashed.clone(),
         );
         let lag = Family::<PartitionLabel, Gauge>::default();
         registry.register(
@@ -85,6 +93,7 @@ impl Metrics {
             messages,
             retries,
             dead_lettered,
+            crashed,
             lag,
             stage_seconds,
             in_flight,

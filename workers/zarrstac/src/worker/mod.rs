@@ -6,6 +6,7 @@
 //! order while others run alongside; a partition's offset is stored only up to its
 //! highest contiguous finished message ([`zarrstac_queue::OffsetTracker`]).
 
+pub mod in_flight;
 pub mod metrics;
 pub mod replay;
 
@@ -22,9 +23,10 @@ use tokio::sync::mpsc;
 use zarrstac_pipeline::config::{PipelineConfig, WorkerConfig};
 use zarrstac_pipeline::outcome::dead_letter_topic::{DeadLetterTopic, Letter};
 use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages, Staging};
-use zarrstac_queue::kafka::{client_config, header, header_text};
+use zarrstac_queue::kafka::{client_config, header, header_text, producer_config};
 use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
 
+use in_flight::{InFlightLog, Start};
 use metrics::{Metrics, PartitionLabel};
 
 /// A message taken from the topic, owned so it can cross to a lane.
@@ -195,15 +197,14 @@ pub async fn run(
         })
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
     consumer.subscribe(&[&wc.topic])?;
-    let producer: FutureProducer = client_config(&wc.brokers)
-        .set("message.timeout.ms", "30000")
-        .create()?;
+    let producer: FutureProducer =
+        producer_config(&wc.brokers, wc.single_record_batches).create()?;
     let lanes_n = config.run.concurrency.max(1);
-    let dead_letters = Arc::new(DeadLetterTopic::new(
-        producer,
-        &wc.dlq_topic,
-        &config.run.retry,
-    ));
+    let in_flight = Arc::new(in_flight_log(&config)?);
+    let dead_letters = Arc::new(DeadLetters {
+        topic: DeadLetterTopic::new(producer, &wc.dlq_topic, &config.run.retry),
+        in_flight: in_flight.clone(),
+    });
     let runner = Arc::new(Runner::new(Arc::new(Stages::new(config).await?)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut lanes = Vec::with_capacity(lanes_n);
@@ -218,7 +219,7 @@ pub async fn run(
             metrics.clone(),
             done_tx.clone(),
         );
-        let waiting = waiting.clone();
+        let (waiting, in_flight) = (waiting.clone(), in_flight.clone());
         lane_tasks.push(tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let started = Instant::now();
@@ -229,10 +230,36 @@ pub async fn run(
                 let done = Finish {
                     done_tx: done_tx.clone(),
                     metrics: metrics.clone(),
+                    in_flight: in_flight.clone(),
                     started,
                 };
+                match in_flight.begin(&job.topic, job.partition, job.offset).await {
+                    Start::Run { .. } => {}
+                    Start::Crashed { crashes } => {
+                        let failure = Failure::crashed(in_flight::crashed_message(crashes));
+                        let attempts = earlier_attempts(&job) + crashes;
+                        dead_letter(&dead_letters, letter(&job, &failure, attempts), &metrics)
+                            .await;
+                        metrics.crashed.inc();
+                        done.finish(&job, true).await;
+                        continue;
+                    }
+                    // Dead-lettered by a worker that stopped before its offset was
+                    // committed: acknowledged, not dead-lettered twice.
+                    Start::DeadLettered => {
+                        tracing::info!(
+                            "{}/{}@{}: already on the dead-letter topic",
+                            job.topic,
+                            job.partition,
+                            job.offset
+                        );
+                        metrics.outcome("already_dead_lettered");
+                        done.finish(&job, true).await;
+                        continue;
+                    }
+                }
                 match stage(&job, &runner, &dead_letters, &metrics).await {
-                    MessageStage::Done(acknowledge) => done.finish(&job, acknowledge),
+                    MessageStage::Done(acknowledge) => done.finish(&job, acknowledge).await,
                     // A file of a dataset: its lane goes on with the next message while
                     // the rebuild holding this one (and those arriving meanwhile) runs.
                     MessageStage::Waiting(pending) => {
@@ -241,7 +268,7 @@ pub async fn run(
                             let acknowledge =
                                 complete(&job, pending, &runner, &dead_letters, &done.metrics)
                                     .await;
-                            done.finish(&job, acknowledge);
+                            done.finish(&job, acknowledge).await;
                             drop(permit);
                         });
                     }
@@ -339,6 +366,7 @@ pub async fn run(
         for t in &lane_tasks {
             t.abort();
         }
+        in_flight.release_interrupted().await;
     }
     consumer
         .commit_consumer_state(CommitMode::Sync)
@@ -411,16 +439,27 @@ struct Pending {
     earlier_attempts: u32,
 }
 
+/// The dead-letter topic, and the in-flight records that keep a redelivered message from
+/// being dead-lettered twice.
+struct DeadLetters {
+    topic: DeadLetterTopic,
+    in_flight: Arc<InFlightLog>,
+}
+
 /// Acknowledges a finished message and records its time.
 struct Finish {
     done_tx: mpsc::UnboundedSender<Done>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<InFlightLog>,
     started: Instant,
 }
 
 impl Finish {
-    fn finish(self, job: &Job, acknowledge: bool) {
+    async fn finish(self, job: &Job, acknowledge: bool) {
         if acknowledge {
+            self.in_flight
+                .end(&job.topic, job.partition, job.offset)
+                .await;
             let _ = self.done_tx.send(Done {
                 topic: job.topic.clone(),
                 partition: job.partition,
@@ -431,6 +470,43 @@ impl Finish {
             .observe("message", self.started.elapsed().as_secs_f64());
         self.metrics.in_flight.dec();
     }
+}
+
+/// Where the worker records the messages it has started; see [`in_flight`].
+fn in_flight_log(config: &PipelineConfig) -> anyhow::Result<InFlightLog> {
+    let wc = &config.worker;
+    let root = match &wc.in_flight {
+        Some(root) => root.clone(),
+        None => format!(
+            "{}/.in-flight",
+            config.output.refs_root.trim_end_matches('/')
+        ),
+    };
+    let root = zarrstac_io::Location::parse(&root)
+        .map_err(|e| anyhow::anyhow!("worker.in_flight: {e}"))?
+        .join(&wc.group_id);
+    let worker = wc.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+            std::process::id()
+        )
+    });
+    Ok(InFlightLog::new(
+        root,
+        wc.max_crashes,
+        config.run.retry.clone(),
+        worker,
+    ))
+}
+
+/// Deliveries of the message before this one, as its headers count them (a replayed
+/// dead letter carries its attempts).
+fn earlier_attempts(job: &Job) -> u32 {
+    let headers = job.headers.as_ref().map(|h| h.as_borrowed());
+    header_text(headers, header::ATTEMPTS)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
 }
 
 fn letter<'a>(job: &'a Job, failure: &'a Failure, attempts: u32) -> Letter<'a> {
@@ -453,7 +529,7 @@ fn letter<'a>(job: &'a Job, failure: &'a Failure, attempts: u32) -> Letter<'a> {
 async fn stage(
     job: &Job,
     runner: &Runner,
-    dead_letters: &DeadLetterTopic,
+    dead_letters: &DeadLetters,
     metrics: &Metrics,
 ) -> MessageStage {
     let headers: Vec<(&str, &[u8])> = job
@@ -465,10 +541,7 @@ async fn stage(
                 .collect()
         })
         .unwrap_or_default();
-    let borrowed = job.headers.as_ref().map(|h| h.as_borrowed());
-    let earlier_attempts: u32 = header_text(borrowed, header::ATTEMPTS)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(0);
+    let earlier_attempts = earlier_attempts(job);
     let t = Instant::now();
     let parsed = parse_message(job.payload.as_deref(), &headers);
     metrics.observe("parse", t.elapsed().as_secs_f64());
@@ -536,7 +609,7 @@ async fn dead_lettered(
     job: &Job,
     finished: &zarrstac_pipeline::Finished,
     pending: &Pending,
-    dead_letters: &DeadLetterTopic,
+    dead_letters: &DeadLetters,
     metrics: &Metrics,
 ) -> bool {
     for _ in 1..finished.attempts {
@@ -557,7 +630,7 @@ async fn complete(
     job: &Job,
     mut pending: Pending,
     runner: &Runner,
-    dead_letters: &DeadLetterTopic,
+    dead_letters: &DeadLetters,
     metrics: &Metrics,
 ) -> bool {
     for waiting in std::mem::take(&mut pending.members) {
@@ -580,8 +653,14 @@ async fn complete(
 /// Puts a message on the dead-letter topic (retrying until the broker takes it: a lane
 /// stuck here holds its offset back, and on shutdown the message is left unacknowledged
 /// for the next consumer).
-async fn dead_letter(topic: &DeadLetterTopic, letter: Letter<'_>, metrics: &Metrics) {
-    let took = topic.send(letter).await;
+async fn dead_letter(dead_letters: &DeadLetters, letter: Letter<'_>, metrics: &Metrics) {
+    let (topic, partition, offset) = (letter.origin_topic, letter.partition, letter.offset);
+    let took = dead_letters.topic.send(letter).await;
+    // Before the offset is committed: a redelivery finds the mark and is not sent again.
+    dead_letters
+        .in_flight
+        .mark_dead_lettered(topic, partition, offset)
+        .await;
     metrics.dead_lettered.inc();
     metrics.outcome("dead_lettered");
     metrics.observe("dlq", took.as_secs_f64());
