@@ -274,7 +274,8 @@ class FaultRun:
         for i in range(n_bad):
             src = SINGLE[i % len(SINGLE)]
             if i % 2:
-                self.bad.append(put(f"bad/truncated_{i:04d}{src.suffix}", src.read_bytes()[:300]))
+                data = src.read_bytes()
+                self.bad.append(put(f"bad/truncated_{i:04d}{src.suffix}", data[:min(300, len(data) // 2)]))
             else:
                 self.bad.append(put(f"bad/garbage_{i:04d}.nc", b"CDF\x01" + bytes(self.rng.randrange(256) for _ in range(200))))
         keys = list(self.single) + list(self.members) + self.bad

@@ -375,8 +375,9 @@ impl StacApi {
     }
 
     /// Upserts items one at a time. With `isolate` (the server failed the batch with
-    /// 5xx), an item the server keeps failing on while it accepts others of the batch is
-    /// reported as refused, not as an outage, so it cannot hold back the rest forever.
+    /// 5xx), an item the server keeps failing on with 500 while it accepts others of the
+    /// batch is reported as refused, not as an outage, so it cannot hold back the rest
+    /// forever.
     async fn upsert_each(
         &self,
         collection: &str,
@@ -388,7 +389,9 @@ impl StacApi {
         for item in items {
             match self.upsert_one(collection, item).await {
                 Ok(o) => outcomes.push(o),
-                Err(CatalogError::Unavailable(m)) if isolate && m.contains(": HTTP 5") => {
+                // Only an internal error: 502, 503 and 504 say the service is unavailable,
+                // and an item that meets them is no poison (found by the fault run).
+                Err(CatalogError::Unavailable(m)) if isolate && m.contains(": HTTP 500") => {
                     failing.push(outcomes.len());
                     outcomes.push(ItemOutcome::Rejected(format!(
                         "the server fails on this item while accepting others: {m}"
@@ -527,5 +530,104 @@ impl CatalogSink for StacApi {
     async fn refresh(&self, _collections: &[String]) -> Result<(), CatalogError> {
         // Extents and summaries grow with every batch.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    use super::*;
+
+    /// A STAC API on loopback that fails the bulk request and answers item `b` with
+    /// `status`, every other request with success.
+    fn api_failing_item_b(status: u16) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let body = String::from_utf8_lossy(&body);
+                let code = if request.contains("/bulk_items") {
+                    503
+                } else if request.starts_with("POST") && body.contains(r#""id":"b""#) {
+                    status
+                } else {
+                    200
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                );
+            }
+        });
+        base
+    }
+
+    fn sink(base: String) -> StacApi {
+        StacApi::new(StacApiConfig {
+            base,
+            auth: None,
+            retry: RetryPolicy {
+                attempts: 1,
+                initial_backoff_ms: 1,
+                max_backoff_ms: 1,
+            },
+            timeout: Duration::from_secs(10),
+            missing_geometry: crate::MissingGeometry::World,
+        })
+        .unwrap()
+    }
+
+    fn items() -> Vec<Value> {
+        ["a", "b"]
+            .iter()
+            .map(|id| {
+                json!({"type": "Feature", "id": id, "collection": "c", "bbox": [0, 0, 1, 1],
+                       "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
+                       "properties": {"datetime": "2000-01-01T00:00:00Z"}})
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_item_the_server_fails_with_500_alone_is_refused() {
+        let outcomes = sink(api_failing_item_b(500))
+            .upsert_items(items())
+            .await
+            .unwrap();
+        assert_eq!(outcomes[0], ItemOutcome::Written);
+        assert!(
+            matches!(&outcomes[1], ItemOutcome::Rejected(m) if m.contains("accepting others")),
+            "{outcomes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_item_that_meets_503_is_no_poison_but_an_outage() {
+        // Found by the fault run: an item unlucky enough to meet 503 on each of its
+        // attempts while others passed was dead-lettered as permanent, and never replayed.
+        let e = sink(api_failing_item_b(503))
+            .upsert_items(items())
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{e}");
     }
 }
