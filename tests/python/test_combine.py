@@ -174,9 +174,11 @@ def test_generated_pair_refused(zarrstac, tmp_path, pair):
 
 @pytest.mark.parametrize("args", [[], ["--inline-threshold", "0"]], ids=["default-inline", "inline-threshold-0"])
 @pytest.mark.parametrize("order", ["ab", "ba"])
-@pytest.mark.parametrize("pair", ["units", "dangling"])
+@pytest.mark.parametrize("pair", ["units", "dangling", "bounds", "bounds3"])
 def test_different_time_units_combined(zarrstac, tmp_path, pair, order, args):
-    """`dangling`: the time coordinate names bounds that neither file holds."""
+    """`dangling`: the time coordinate names bounds that neither file holds; `bounds`
+    (NetCDF-4) and `bounds3` (NetCDF-3): real bounds in each file's units, rewritten with
+    the time coordinate, equal to what xr.open_mfdataset gives."""
     files = [GENERATED / f"{pair}_a.nc", GENERATED / f"{pair}_b.nc"]
     if order == "ba":
         files.reverse()
@@ -199,6 +201,13 @@ def test_different_time_units_combined(zarrstac, tmp_path, pair, order, args):
     with open_refs(out, decode_times=False) as raw:
         assert raw["time"].attrs["units"] == "days since 2000-01-01"
         assert_same_values(raw["time"].values, np.arange(20, dtype="f8"), "time (raw)")
+        if pair.startswith("bounds"):
+            days = np.arange(20, dtype="f8")
+            assert_same_values(raw["time_bnds"].values, np.stack([days, days + 1], axis=1), "time_bnds (raw)")
+    if pair.startswith("bounds"):
+        with xr.open_mfdataset(sorted(files), combine="by_coords") as expected, open_refs(out) as ds:
+            assert_same_values(ds["time_bnds"].values.astype("datetime64[ns]"),
+                               expected["time_bnds"].values.astype("datetime64[ns]"), "time_bnds")
 
 
 # ------------------------------------------------------------------ unreadable source

@@ -701,3 +701,28 @@ def test_path_template_groups_files_without_cmip_attributes(zarrstac, tmp_path):
     props = item["properties"]
     assert props["start_datetime"].startswith("2000-01-01") and props["end_datetime"].startswith("2000-01-20")
     assert not stacschema.problems(item), stacschema.problems(item)
+
+
+def test_a_dataset_whose_files_differ_in_time_units_keeps_its_time_bounds(zarrstac, tmp_path):
+    """Files arriving one by one, the later-dated first, with time bounds in each file's
+    own units: the dataset's combined references give the bounds xr.open_mfdataset gives."""
+    import shutil
+
+    import xarray as xr
+    pair = [FIXTURES / "generated" / "combine" / f"bounds3_{k}.nc" for k in "ab"]
+    tree = tmp_path / "archive" / "proj" / "EUR-11" / "run1"
+    tree.mkdir(parents=True)
+    ws = Workspace(tmp_path / "ws")
+    env = clean_env(ZARRSTAC_OUTPUT__FAILED=str(ws.failed),
+                    ZARRSTAC_DATASETS__PATH_TEMPLATE="proj/{domain}/{run}/{filename}")
+    for k in (1, 0):
+        shutil.copy(pair[k], tree / f"part{k}.nc")
+        proc = run(zarrstac.binary, "ingest", tree / f"part{k}.nc", "--catalog", ws.catalog,
+                   "--refs-root", ws.refs, cwd=ws.cwd, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    (refs,) = [p for p in ws.refs.rglob("EUR-11.run1*.json")]
+    combined = xr.open_dataset("reference://", engine="zarr", backend_kwargs={
+        "consolidated": False, "zarr_format": 2, "storage_options": {"fo": str(refs), "remote_protocol": "file"}})
+    with combined, xr.open_mfdataset(pair, combine="by_coords") as expected:
+        assert (combined["time_bnds"].values == expected["time_bnds"].values).all()
+        assert (combined["time"].values == expected["time"].values).all()

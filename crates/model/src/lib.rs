@@ -105,6 +105,18 @@ impl Group {
         }
     }
 
+    /// Positions of the arrays of this group whose values a reader should read as the
+    /// cell bounds of one of its coordinates ([`Array::wants_bounds_values`]).
+    pub fn bounds_to_read(&self) -> Vec<usize> {
+        (0..self.arrays.len())
+            .filter(|&i| {
+                let b = &self.arrays[i];
+                b.coordinate_values.is_none()
+                    && self.arrays.iter().any(|c| b.wants_bounds_values(c))
+            })
+            .collect()
+    }
+
     /// Every group below this one (itself first) with its path from here.
     pub fn walk_groups(&self) -> Vec<(String, &Group)> {
         let mut out = vec![(String::new(), self)];
@@ -150,7 +162,8 @@ pub struct Array {
     /// referencing the source bytes (an unsupported codec, compact storage ...).
     pub materialized: Option<String>,
     /// Raw (not CF-decoded) values of a small one-dimensional coordinate variable, read
-    /// by the reader so that metadata builders (extents, steps) need not fetch data.
+    /// by the reader so that metadata builders (extents, steps) need not fetch data; for
+    /// the cell bounds of such a coordinate, its values in C order.
     pub coordinate_values: Option<Vec<f64>>,
 }
 
@@ -194,11 +207,70 @@ impl Array {
             )
     }
 
+    /// Whether a reader should fill [`Self::coordinate_values`] of this array because it
+    /// holds the cell bounds of `coordinate` (named by its `bounds` attribute): two axes,
+    /// the first the coordinate's, a few vertices per cell. Combining files whose time
+    /// units differ rewrites the bounds as it rewrites the coordinate.
+    pub fn wants_bounds_values(&self, coordinate: &Array) -> bool {
+        const MAX_VERTICES: u64 = 16;
+        coordinate.wants_coordinate_values()
+            && coordinate.attributes.get("bounds").and_then(|v| v.as_str())
+                == Some(self.name.as_str())
+            && self.shape.len() == 2
+            && self.dtype.is_numeric()
+            && self.dimensions.first() == coordinate.dimensions.first()
+            && self.shape[0] == coordinate.shape[0]
+            && self.shape[1] <= MAX_VERTICES
+    }
+
     /// Uncompressed size of one chunk in bytes, when the element size is fixed.
     pub fn chunk_bytes(&self) -> Option<u64> {
         let item = self.dtype.item_size()?;
         self.chunk_shape
             .iter()
             .try_fold(item, |acc, &c| acc.checked_mul(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(name: &str, dims: &[&str], shape: &[u64]) -> Array {
+        Array {
+            name: name.into(),
+            dtype: DataType::Float {
+                bytes: 8,
+                order: ByteOrder::Little,
+            },
+            shape: shape.to_vec(),
+            chunk_shape: shape.to_vec(),
+            dimensions: dims.iter().map(|d| d.to_string()).collect(),
+            codecs: Vec::new(),
+            fill_value: None,
+            attributes: Attributes::new(),
+            manifest: ChunkManifest::new(shape.len()),
+            materialized: None,
+            coordinate_values: None,
+        }
+    }
+
+    #[test]
+    fn only_the_bounds_a_coordinate_names_are_read() {
+        let mut time = array("time", &["time"], &[10]);
+        time.attributes
+            .insert("bounds".into(), AttrValue::String("time_bnds".into()));
+        let mut group = Group::new("");
+        group.arrays = vec![
+            time,
+            array("time_bnds", &["time", "nv"], &[10, 2]),
+            // Not named by any coordinate, or not shaped as bounds of one.
+            array("lat_bnds", &["lat", "nv"], &[4, 2]),
+            array("tas", &["time", "lat", "lon"], &[10, 4, 5]),
+        ];
+        assert_eq!(group.bounds_to_read(), vec![1]);
+        // Along another axis than the coordinate's: not its bounds.
+        group.arrays[1].dimensions = vec!["nv".into(), "time".into()];
+        assert!(group.bounds_to_read().is_empty());
     }
 }

@@ -298,6 +298,12 @@ impl Combination {
         if !self.combined.refused.is_empty() {
             return None;
         }
+        // Bounds rewritten in the combined units are rebuilt with the whole combination.
+        if !self.same_units
+            && time_bounds_name(std::slice::from_ref(&self.base), &self.time_dim).is_some()
+        {
+            return None;
+        }
         let mut placed = Vec::with_capacity(files.len());
         for file in files {
             let new_time = file.root.arrays.iter().find(|a| a.name == self.time_dim)?;
@@ -606,6 +612,12 @@ impl Combination {
         // Combined time values in the earliest file's units.
         let reference = axes[0].epoch;
         let same_units = axes.iter().all(|a| a.units == axes[0].units);
+        // Only bounds that exist: files trimmed for distribution name a bounds variable
+        // they do not hold, and their time coordinate combines like any other. Bounds
+        // that exist are in each file's units: rewritten with the time values.
+        let bounds_name = time_bounds_name(&files, &time_dim);
+        let rewrite_bounds = if same_units { None } else { bounds_name };
+        let mut combined_bounds: Vec<f64> = Vec::new();
         let mut combined: Vec<f64> = Vec::new();
         let mut bounds: Vec<(f64, f64)> = Vec::new();
         let mut spans = Vec::with_capacity(files.len());
@@ -626,6 +638,30 @@ impl Combination {
                 return Err(refused(format!(
                     "{name}: time values are not strictly increasing"
                 )));
+            }
+            if let Some(b) = &rewrite_bounds {
+                let values = f
+                    .root
+                    .arrays
+                    .iter()
+                    .find(|x| &x.name == b)
+                    .filter(|x| x.shape.first() == Some(&(a.values.len() as u64)))
+                    .and_then(|x| x.coordinate_values.as_deref())
+                    .filter(|v| v.len() % a.values.len().max(1) == 0)
+                    .ok_or_else(|| {
+                        refused(format!(
+                            "time units differ between files ({}) and the time bounds '{b}' of {name} were not read, so they cannot be rewritten; combining them by reference would mix units",
+                            axes.iter()
+                                .map(|a| a.units.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                combined_bounds.extend(
+                    values
+                        .iter()
+                        .map(|v| (offset + v * a.seconds_per_unit) / axes[0].seconds_per_unit),
+                );
             }
             if let (Some(&lo), Some(&hi)) = (converted.first(), converted.last()) {
                 bounds.push((lo, hi));
@@ -652,33 +688,6 @@ impl Combination {
                     axes[0].units
                 )));
             }
-        }
-
-        // Only bounds that exist: files trimmed for distribution name a bounds variable
-        // they do not hold, and their time coordinate combines like any other.
-        if !same_units
-            && let Some(b) = attr_str(
-                files[0]
-                    .root
-                    .arrays
-                    .iter()
-                    .find(|a| a.name == time_dim)
-                    .expect("found above"),
-                "bounds",
-            )
-            .filter(|b| {
-                files
-                    .iter()
-                    .any(|f| f.root.arrays.iter().any(|a| a.name == *b))
-            })
-        {
-            return Err(refused(format!(
-                "time units differ between files ({}) and the time bounds '{b}' are stored in each file's own units; combining them by reference would mix units",
-                axes.iter()
-                    .map(|a| a.units.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
         }
 
         let mut out = files[0].clone();
@@ -721,6 +730,10 @@ impl Combination {
             }
             if base.name == time_dim {
                 arrays.push(time_array(base, &combined, same_units, &axes[0].units));
+                continue;
+            }
+            if rewrite_bounds.as_deref() == Some(base.name.as_str()) {
+                arrays.push(bounds_array(base, &combined_bounds, &axes[0].units));
                 continue;
             }
             if !along_time {
@@ -903,6 +916,52 @@ fn time_array(base: &Array, values: &[f64], same_units: bool, units: &str) -> Ar
     a.coordinate_values = Some(values.to_vec());
     a.materialized =
         Some("combined time coordinate, decoded from each file and written once".into());
+    a
+}
+
+/// The variable the time coordinate names as its `bounds`, when a file holds it.
+fn time_bounds_name(files: &[Dataset], time_dim: &str) -> Option<String> {
+    let time = files[0].root.arrays.iter().find(|a| a.name == time_dim)?;
+    let b = attr_str(time, "bounds")?;
+    files
+        .iter()
+        .any(|f| f.root.arrays.iter().any(|a| a.name == b))
+        .then(|| b.to_string())
+}
+
+/// The time bounds rewritten in the combined units, inline as float64 (they are as small
+/// as the time coordinate).
+fn bounds_array(base: &Array, values: &[f64], units: &str) -> Array {
+    let mut a = base.clone();
+    let vertices = base.shape.get(1).copied().unwrap_or(2).max(1);
+    let cells = values.len() as u64 / vertices;
+    a.dtype = DataType::Float {
+        bytes: 8,
+        order: ByteOrder::Little,
+    };
+    a.shape = vec![cells, vertices];
+    a.chunk_shape = vec![cells.max(1), vertices];
+    a.codecs = Vec::new();
+    a.fill_value = None;
+    // CF bounds take the coordinate's units; one that states its own gets the new ones.
+    if a.attributes.contains_key("units") {
+        a.attributes
+            .insert("units".into(), AttrValue::String(units.to_string()));
+    }
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut m = ChunkManifest::new(2);
+    if !values.is_empty() {
+        let _ = m.push(
+            &[0, 0],
+            ChunkRef::Inline(Arc::from(bytes.into_boxed_slice())),
+        );
+    }
+    a.manifest = m;
+    a.coordinate_values = Some(values.to_vec());
+    a.materialized = Some(
+        "combined time bounds, decoded from each file and written once in the combined units"
+            .into(),
+    );
     a
 }
 
@@ -1368,6 +1427,59 @@ mod tests {
         };
         let e = err(combine(vec![with_variable(a), with_variable(b)]));
         assert!(e.contains("time bounds 'time_bnds'"), "{e}");
+    }
+
+    #[test]
+    fn time_bounds_are_rewritten_in_the_combined_units() {
+        let with_bounds = |mut f: Dataset, bounds: &[f64]| {
+            let time = f.root.arrays.iter_mut().find(|x| x.name == "time").unwrap();
+            time.attributes
+                .insert("bounds".into(), AttrValue::String("time_bnds".into()));
+            let mut b = f.root.arrays[1].clone();
+            b.name = "time_bnds".into();
+            b.shape = vec![b.shape[0], 2];
+            b.chunk_shape = vec![1, 2];
+            b.dimensions = vec!["time".into(), "nv".into()];
+            b.coordinate_values = Some(bounds.to_vec());
+            f.root.arrays.push(b);
+            f
+        };
+        let a = with_bounds(
+            file("file:///a.nc", &[0.5, 1.5], "days since 2000-01-01", 1),
+            &[0.0, 1.0, 1.0, 2.0],
+        );
+        let b = with_bounds(
+            file(
+                "file:///b.nc",
+                &[12.0, 36.0],
+                "hours since 2000-01-03 00:00:00",
+                1,
+            ),
+            &[0.0, 24.0, 24.0, 48.0],
+        );
+        let c = combine(vec![b, a]).unwrap();
+        let bnds = c
+            .root
+            .arrays
+            .iter()
+            .find(|x| x.name == "time_bnds")
+            .unwrap();
+        assert_eq!(
+            bnds.coordinate_values.as_deref(),
+            Some(&[0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0][..])
+        );
+        assert_eq!(
+            (bnds.shape.clone(), bnds.chunk_shape.clone()),
+            (vec![4, 2], vec![4, 2])
+        );
+        let Some((_, ChunkRef::Inline(bytes))) = bnds.manifest.iter().next() else {
+            panic!("the bounds are written inline");
+        };
+        let stored: Vec<f64> = bytes
+            .chunks(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, [0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0]);
     }
 
     #[test]

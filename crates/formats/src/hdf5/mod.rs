@@ -270,6 +270,17 @@ impl Walk<'_> {
                 }),
             }
         }
+        for i in out.bounds_to_read() {
+            let array = &out.arrays[i];
+            // As coordinate values: bounds hdf5-reader cannot decode have no values, and a
+            // combination that needs them says so.
+            let values = datasets
+                .iter()
+                .find(|d| base_name(d.name()) == array.name)
+                .and_then(|d| d.read_raw_bytes().ok())
+                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
+            out.arrays[i].coordinate_values = values;
+        }
         for child in &groups {
             let name = base_name(child.name()).to_string();
             let child_path = zarrstac_model::join_path(path, &name);

@@ -60,6 +60,9 @@ pub(crate) fn read(reader: &BlockingReader, version: u8) -> Result<Dataset, Scan
             }
         }
     }
+    for i in root.bounds_to_read() {
+        root.arrays[i].coordinate_values = read_values(reader, &root.arrays[i])?;
+    }
     Ok(Dataset {
         source_url: url,
         source_size: size,
