@@ -58,6 +58,32 @@ pub struct WorkerConfig {
     /// own. Needed on brokers that serve nothing to a consumer resuming inside a batch
     /// (tansu 0.6, see deploy/README.md); costs throughput elsewhere.
     pub single_record_batches: bool,
+    /// librdkafka properties for every client of the broker (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, `debug` ...), set after
+    /// zarrstac's own. The SASL password is better given as `ZARRSTAC_KAFKA_PASSWORD`.
+    pub kafka: std::collections::BTreeMap<String, String>,
+}
+
+/// The environment variable holding the broker's SASL password (`sasl.password`).
+pub const KAFKA_PASSWORD_ENV: &str = "ZARRSTAC_KAFKA_PASSWORD";
+
+impl WorkerConfig {
+    /// Settings of a client of the broker: its address, then `kafka`.
+    pub fn kafka_client(&self) -> rdkafka::ClientConfig {
+        let mut c = zarrstac_queue::kafka::client_config(&self.brokers);
+        for (k, v) in &self.kafka {
+            c.set(k, v);
+        }
+        if let Ok(password) = std::env::var(KAFKA_PASSWORD_ENV) {
+            c.set("sasl.password", password);
+        }
+        c
+    }
+
+    /// Settings of a producer of ours (dead letters, replay, backfill).
+    pub fn kafka_producer(&self) -> rdkafka::ClientConfig {
+        zarrstac_queue::kafka::producer_config(self.kafka_client(), self.single_record_batches)
+    }
 }
 
 /// A backfill `worker` runs periodically.
@@ -88,6 +114,7 @@ impl Default for WorkerConfig {
             max_crashes: 2,
             in_flight: None,
             single_record_batches: false,
+            kafka: Default::default(),
         }
     }
 }
@@ -248,6 +275,28 @@ mod tests {
             let c = PipelineConfig::load(Some(&file)).map_err(|e| e.to_string())?;
             assert_eq!(c.output.catalog, "s3://bucket/stac");
             assert_eq!(c.run.concurrency, 9);
+            Ok(())
+        });
+    }
+
+    #[allow(clippy::result_large_err)]
+    #[test]
+    fn librdkafka_settings_reach_every_client_and_the_password_comes_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "kafka.toml",
+                "[worker]\nsingle_record_batches = true\n[worker.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n",
+            )?;
+            jail.set_env(KAFKA_PASSWORD_ENV, "s3cret");
+            let c =
+                PipelineConfig::load(Some(Path::new("kafka.toml"))).map_err(|e| e.to_string())?;
+            let client = c.worker.kafka_client();
+            assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(client.get("sasl.password"), Some("s3cret"));
+            let producer = c.worker.kafka_producer();
+            assert_eq!(producer.get("batch.num.messages"), Some("1"));
+            assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
             Ok(())
         });
     }

@@ -24,17 +24,16 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     c
 }
 
-/// Settings of our producers (dead letters, replay, backfill). `single_record_batches`
-/// sends every record in a batch of its own: a broker that cannot serve a fetch starting
-/// inside a batch (tansu 0.6, deploy/README.md) then still serves a consumer that resumes
-/// at any offset.
-pub fn producer_config(brokers: &str, single_record_batches: bool) -> ClientConfig {
-    let mut c = client_config(brokers);
-    c.set("message.timeout.ms", "60000");
+/// `client` made a producer of ours (dead letters, replay, backfill).
+/// `single_record_batches` sends every record in a batch of its own: a broker that cannot
+/// serve a fetch starting inside a batch (tansu 0.6, deploy/README.md) then still serves a
+/// consumer that resumes at any offset.
+pub fn producer_config(mut client: ClientConfig, single_record_batches: bool) -> ClientConfig {
+    client.set("message.timeout.ms", "60000");
     if single_record_batches {
-        c.set("batch.num.messages", "1").set("linger.ms", "0");
+        client.set("batch.num.messages", "1").set("linger.ms", "0");
     }
-    c
+    client
 }
 
 /// Why a message is on the dead-letter topic.

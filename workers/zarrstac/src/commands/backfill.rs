@@ -255,13 +255,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             None
         } else {
             crate::worker::ensure_topics(&config.worker, &[&config.worker.topic]).await?;
-            Some(
-                zarrstac_queue::kafka::producer_config(
-                    &config.worker.brokers,
-                    config.worker.single_record_batches,
-                )
-                .create()?,
-            )
+            Some(config.worker.kafka_producer().create()?)
         };
     }
     let topic = config.worker.topic.clone();

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use zarrstac_pipeline::config::{PipelineConfig, WorkerConfig};
 use zarrstac_pipeline::outcome::dead_letter_topic::{DeadLetterTopic, Letter};
 use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages, Staging};
-use zarrstac_queue::kafka::{client_config, header, header_text, producer_config};
+use zarrstac_queue::kafka::{header, header_text};
 use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
 
 use in_flight::{InFlightLog, Start};
@@ -98,7 +98,7 @@ impl ConsumerContext for LagContext {
 pub async fn ensure_topics(config: &WorkerConfig, topics: &[&str]) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        client_config(&config.brokers).create()?;
+        config.kafka_client().create()?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, config.partitions.max(1), TopicReplication::Fixed(1)))
@@ -179,7 +179,7 @@ pub async fn run(
     let tracker = Arc::new(parking_lot::Mutex::new(OffsetTracker::default()));
     metrics::serve(&wc.metrics_addr, metrics.clone()).await?;
     ensure_topics(&wc, &[&wc.topic, &wc.dlq_topic]).await?;
-    let mut consumer_config = client_config(&wc.brokers);
+    let mut consumer_config = wc.kafka_client();
     if let Some(id) = &wc.instance_id {
         consumer_config.set("group.instance.id", id);
     }
@@ -197,8 +197,7 @@ pub async fn run(
         })
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
     consumer.subscribe(&[&wc.topic])?;
-    let producer: FutureProducer =
-        producer_config(&wc.brokers, wc.single_record_batches).create()?;
+    let producer: FutureProducer = wc.kafka_producer().create()?;
     let lanes_n = config.run.concurrency.max(1);
     let in_flight = Arc::new(in_flight_log(&config)?);
     let dead_letters = Arc::new(DeadLetters {

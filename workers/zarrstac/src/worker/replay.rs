@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use zarrstac_queue::kafka::{DlqInfo, client_config, producer_config, replay_headers};
+use zarrstac_queue::kafka::{DlqInfo, replay_headers};
 
 use zarrstac_pipeline::config::WorkerConfig;
 use zarrstac_pipeline::outcome::failed_log::ReplayFilter;
@@ -28,7 +28,8 @@ pub async fn replay_dlq(
 ) -> anyhow::Result<Replayed> {
     super::ensure_topics(wc, &[&wc.topic, &wc.dlq_topic]).await?;
     let group = format!("{}-replay", wc.group_id);
-    let consumer: BaseConsumer = client_config(&wc.brokers)
+    let consumer: BaseConsumer = wc
+        .kafka_client()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -61,8 +62,7 @@ pub async fn replay_dlq(
         start.add_partition_offset(&wc.dlq_topic, p, offset)?;
     }
     consumer.assign(&start)?;
-    let producer: FutureProducer =
-        producer_config(&wc.brokers, wc.single_record_batches).create()?;
+    let producer: FutureProducer = wc.kafka_producer().create()?;
     let mut positions: std::collections::HashMap<i32, i64> = Default::default();
     let pending_end = |positions: &std::collections::HashMap<i32, i64>| {
         ends.iter().any(|(p, high)| {
