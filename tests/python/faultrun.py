@@ -245,6 +245,8 @@ class FaultRun:
         self.api_rates = api_rates or {"503": 0.03, "429": 0.03, "drop": 0.01, "cut": 0.01, "stall": 0.01}
         self.seed = seed
         self.outage_s = 30
+        # Workers' /metrics on base+1, base+2, ...
+        self.metrics_base = int(os.environ.get("FAULT_RUN_METRICS_BASE", "9140"))
         self.figures = collections.Counter()
         self.procs = {}
         self.unexpected_exits = []
@@ -296,7 +298,7 @@ class FaultRun:
                    ZARRSTAC_WORKER__GROUP_ID=self.group,
                    ZARRSTAC_WORKER__PARTITIONS=str(self.partitions),
                    ZARRSTAC_WORKER__INSTANCE_ID=f"fault-worker-{k}",
-                   ZARRSTAC_WORKER__METRICS_ADDR=f"127.0.0.1:{9140 + k}",
+                   ZARRSTAC_WORKER__METRICS_ADDR=f"127.0.0.1:{self.metrics_base + k}",
                    ZARRSTAC_DATASETS__PATH_TEMPLATE="ds/{dataset}/{filename}")
         return env
 
@@ -377,10 +379,12 @@ class FaultRun:
 
     def _run(self, dead, timeout):
         started = time.monotonic()
-        for k in range(1, self.n_workers + 1):
-            self.start_worker(k)
+        # The messages first, then the workers: members joining while the broker takes
+        # thousands of one-record batches have been seen never to get an assignment.
         produce(self.topic, [(k, json.dumps(s3_event(k, i % 4))) for i, k in enumerate(self.keys)])
         self.log(f"{len(self.keys)} messages produced in {time.monotonic() - started:.0f} s")
+        for k in range(1, self.n_workers + 1):
+            self.start_worker(k)
         # Faults at points of progress; pg terminations throughout.
         timeline = [(0.15, "kill"), (0.35, "broker"), (0.5, "outage"), (0.55, "kill")]
         victim = min(2, self.n_workers)
@@ -462,7 +466,7 @@ class FaultRun:
         totals = collections.Counter()
         for k in self.procs:
             try:
-                text = httpx.get(f"http://127.0.0.1:{9140 + k}/metrics", timeout=5).text
+                text = httpx.get(f"http://127.0.0.1:{self.metrics_base + k}/metrics", timeout=5).text
             except httpx.HTTPError:
                 continue
             for line in text.splitlines():
