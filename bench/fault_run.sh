@@ -22,7 +22,7 @@ export STACK_BROKER_STORE=${STACK_BROKER_STORE:-moto}
 export STACK_BROKER_PORT=${STACK_BROKER_PORT:-19092} STACK_API_PORT=${STACK_API_PORT:-18082}
 export STACK_BROKER_STORE_PORT=${STACK_BROKER_STORE_PORT:-19093} FAULT_RUN_METRICS_BASE=${FAULT_RUN_METRICS_BASE:-19140}
 [ -x "$ZARRSTAC_BIN" ] || { echo "no binary at $ZARRSTAC_BIN (cargo build --release)" >&2; exit 1; }
-[ -x "$ZARRSTAC_VENV/bin/moto_server" ] || "$ZARRSTAC_VENV/bin/pip" install -q 'moto[server]==5.*'
+[ -x "$ZARRSTAC_VENV/bin/moto_server" ] || "$ZARRSTAC_VENV/bin/pip" install -q "moto[server]==5.*"  # in tests/requirements.txt too
 rm -rf "$ZARRSTAC_STACK_DIR/broker-data"
 trap '"$REPO/deploy/stack.sh" down || true' EXIT
 "$REPO/deploy/stack.sh" up

@@ -83,8 +83,7 @@ class Workers:
                         ZARRSTAC_OUTPUT__REFS_ROOT=str(tmp_path / "refs"),
                         ZARRSTAC_OUTPUT__FAILED=str(tmp_path / "failed.jsonl"),
                         ZARRSTAC_WORKER__TOPIC=self.topic, ZARRSTAC_WORKER__DLQ_TOPIC=self.dlq,
-                        ZARRSTAC_WORKER__GROUP_ID=f"group-{tag}",
-                        ZARRSTAC_WORKER__SINGLE_RECORD_BATCHES="true")
+                        ZARRSTAC_WORKER__GROUP_ID=f"group-{tag}")
         self.env.setdefault("ZARRSTAC_WORKER__PARTITIONS", "4")
         self.env.update(settings)
         create_topics([self.topic, self.dlq], int(self.env["ZARRSTAC_WORKER__PARTITIONS"]))

@@ -102,6 +102,15 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             wc.dlq_topic,
             if args.dry_run { " (dry run)" } else { "" }
         );
+        if done.unread > 0 {
+            eprintln!(
+                "replay: stopped with {} records of {} not read: the broker served nothing for {} s; run replay again to go on",
+                done.unread,
+                wc.dlq_topic,
+                crate::worker::replay::BROKER_SILENCE.as_secs()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let path = config.output.failed.clone();

@@ -18,7 +18,16 @@ use zarrstac_pipeline::outcome::failed_log::ReplayFilter;
 pub struct Replayed {
     pub moved: u64,
     pub kept: u64,
+    /// Records before the end the broker did not serve within [`BROKER_SILENCE`]: left
+    /// for the next replay.
+    pub unread: u64,
 }
+
+/// How long a replay waits for a broker that serves nothing before it stops: long enough
+/// for a slow broker (tansu took tens of seconds to serve a fetch from the start of a
+/// large partition), short enough for a log whose watermarks count records it never
+/// serves (compacted, transactional).
+pub const BROKER_SILENCE: Duration = Duration::from_secs(120);
 
 pub async fn replay_dlq(
     wc: &WorkerConfig,
@@ -76,17 +85,27 @@ pub async fn replay_dlq(
         })
     };
     let mut done = Replayed::default();
-    let mut idle = 0;
+    let mut last_record = std::time::Instant::now();
     while pending_end(&positions) {
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            idle += 1;
-            // Watermarks can count records a compacted or transactional log never serves.
-            if idle > 20 {
+            if last_record.elapsed() > BROKER_SILENCE {
+                done.unread = ends
+                    .iter()
+                    .map(|(p, high)| {
+                        let pos = positions.get(p).copied().unwrap_or_else(|| {
+                            match start.find_partition(&wc.dlq_topic, *p).map(|e| e.offset()) {
+                                Some(Offset::Offset(o)) => o,
+                                _ => 0,
+                            }
+                        });
+                        (high - pos).max(0) as u64
+                    })
+                    .sum();
                 break;
             }
             continue;
         };
-        idle = 0;
+        last_record = std::time::Instant::now();
         let msg = msg.map_err(|e| anyhow::anyhow!("reading {}: {e}", wc.dlq_topic))?;
         let high = ends
             .iter()
