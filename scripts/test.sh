@@ -22,9 +22,6 @@ S3S_VERSION='~0.14'
 TANSU_VERSION='~0.6'
 # The test stack (deploy/stack.sh): its own database and state, ports clear of the defaults.
 export STACK_DB=zarrstac_test STACK_API_PORT=${STACK_API_PORT:-8082} STACK_BROKER_PORT=${STACK_BROKER_PORT:-9092}
-# The broker's store in moto_server: tansu's fetches from s3s-fs slow down to tens of
-# seconds as a partition grows, and the worker tests' consumers stalled on them.
-export STACK_BROKER_STORE=${STACK_BROKER_STORE:-moto}
 export ZARRSTAC_STACK_DIR=$REPO/.cache/stack-test ZARRSTAC_VENV=$VENV
 
 say() { printf '\n==> %s\n' "$*"; }
