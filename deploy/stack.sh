@@ -131,7 +131,7 @@ start_api() {
 
 start_broker() {
     running broker && { say "broker already running"; return; }
-    command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore,postgres"
+    command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore"
     local storage="memory://tansu/" store_env=()
     if [ "$BROKER_STORAGE" = s3 ]; then
         # Durable: tansu keeps topics and offsets in an S3 bucket, here a local s3s-fs
