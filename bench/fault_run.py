@@ -9,6 +9,10 @@ doubled.
 Needs the stack: bench/fault_run.sh brings it up, runs this and stops it.
 
     python bench/fault_run.py [--messages 10000] [--workers 3] [--partitions 6] [--seed 7]
+                              [--assignment group|static]
+
+--assignment static gives each worker its partitions by hand (worker.assigned_partitions)
+instead of through the group's coordinator.
 """
 import argparse
 import json
@@ -29,6 +33,7 @@ def main():
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--assignment", choices=("group", "static"), default="group")
     ap.add_argument("--keep", help="a folder to keep the run's files and worker logs in")
     args = ap.parse_args()
     stack.clear_catalog()
@@ -36,7 +41,7 @@ def main():
         workdir = Path(args.keep) if args.keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         run = FaultRun(workdir, args.messages, workers=args.workers, partitions=args.partitions,
-                       seed=args.seed, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+                       seed=args.seed, assignment=args.assignment, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
         try:
             figures = run.run(timeout=6 * 3600)
         except AssertionError as e:

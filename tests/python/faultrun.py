@@ -234,7 +234,12 @@ class DeadLetters:
 
 class FaultRun:
     def __init__(self, workdir, messages, workers=3, partitions=6, seed=7, log=print,
-                 s3_rates=None, api_rates=None):
+                 s3_rates=None, api_rates=None, assignment="group"):
+        """assignment: "group" (the group's coordinator hands out the partitions) or
+        "static" (worker k of n reads the partitions p with p % n == k - 1, assigned by
+        hand through worker.assigned_partitions)."""
+        assert assignment in ("group", "static"), assignment
+        self.assignment = assignment
         self.workdir = Path(workdir)
         self.n = messages
         self.n_workers = workers
@@ -300,6 +305,9 @@ class FaultRun:
                    ZARRSTAC_WORKER__INSTANCE_ID=f"fault-worker-{k}",
                    ZARRSTAC_WORKER__METRICS_ADDR=f"127.0.0.1:{self.metrics_base + k}",
                    ZARRSTAC_DATASETS__PATH_TEMPLATE="ds/{dataset}/{filename}")
+        if self.assignment == "static":
+            mine = [p for p in range(self.partitions) if p % self.n_workers == k - 1]
+            env["ZARRSTAC_WORKER__ASSIGNED_PARTITIONS"] = json.dumps(mine)
         return env
 
     def start_worker(self, k):
@@ -475,6 +483,22 @@ class FaultRun:
                         totals[name.removeprefix("zarrstac_") + "_since_last_start"] += int(float(line.split()[-1]))
         return totals
 
+    def unacknowledged(self):
+        """[(partition, committed, end)] where the group's committed offset (after the
+        workers stopped) is short of the partition's end: messages never acknowledged."""
+        c = Consumer({"bootstrap.servers": stack.brokers(), "group.id": self.group, "enable.auto.commit": False})
+        try:
+            parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            committed = {tp.partition: tp.offset for tp in c.committed(parts, timeout=30)}
+            behind = []
+            for p in range(self.partitions):
+                _, end = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)
+                if end > 0 and committed[p] < end:  # -1001: nothing committed
+                    behind.append((p, committed[p], end))
+            return behind
+        finally:
+            c.close()
+
     def verify(self, dead):
         """The account: returns the figures; raises AssertionError on anything lost or doubled."""
         problems = []
@@ -484,6 +508,9 @@ class FaultRun:
             panics = [line for line in log.read_text(errors="replace").splitlines() if "panicked" in line]
             if panics:
                 problems.append(f"{log.name}: {panics[:3]}")
+        behind = self.unacknowledged()
+        if behind:
+            problems.append(f"partitions whose committed offset is short of their end (partition, committed, end): {behind}")
         landed = self.landed()
         for key in list(self.single) + list(self.members):
             if landed[key] != 1:

@@ -36,6 +36,12 @@ pub struct WorkerConfig {
     /// restarted under the same name takes its partitions back at once instead of waiting
     /// for the group to notice the old one is gone. Unset: dynamic membership.
     pub instance_id: Option<String>,
+    /// The partitions of `topic` this worker reads, assigned by hand: the group's
+    /// coordinator then hands out nothing, and offsets are still committed under
+    /// `group_id`. Each partition must be given to exactly one worker. For brokers whose
+    /// group coordination cannot be relied on (tansu 0.6 after a restart, see
+    /// deploy/README.md). Empty: the group assigns partitions.
+    pub assigned_partitions: Vec<i32>,
     /// Partitions of topics the worker creates when they are missing.
     pub partitions: i32,
     /// Address of /metrics and /healthz.
@@ -106,6 +112,7 @@ impl Default for WorkerConfig {
             dlq_topic: "zarrstac-ingest-dlq".into(),
             group_id: "zarrstac".into(),
             instance_id: None,
+            assigned_partitions: Vec::new(),
             partitions: 4,
             metrics_addr: "127.0.0.1:9100".into(),
             shutdown_grace_s: 30,
@@ -275,6 +282,10 @@ mod tests {
             let c = PipelineConfig::load(Some(&file)).map_err(|e| e.to_string())?;
             assert_eq!(c.output.catalog, "s3://bucket/stac");
             assert_eq!(c.run.concurrency, 9);
+            assert!(c.worker.assigned_partitions.is_empty());
+            jail.set_env("ZARRSTAC_WORKER__ASSIGNED_PARTITIONS", "[1, 4]");
+            let c = PipelineConfig::load(Some(&file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.worker.assigned_partitions, [1, 4]);
             Ok(())
         });
     }

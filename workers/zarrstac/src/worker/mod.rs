@@ -120,6 +120,43 @@ pub async fn ensure_topics(config: &WorkerConfig, topics: &[&str]) -> anyhow::Re
     Ok(())
 }
 
+/// The partitions of `worker.assigned_partitions`, each from its committed offset, once the
+/// topic is known to have them.
+fn assignment<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    wc: &WorkerConfig,
+) -> anyhow::Result<TopicPartitionList> {
+    let metadata = consumer
+        .fetch_metadata(Some(&wc.topic), Duration::from_secs(30))
+        .map_err(|e| anyhow::anyhow!("broker {}: topic {}: {e}", wc.brokers, wc.topic))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == wc.topic)
+        .map_or(0, |t| t.partitions().len());
+    check_assignment(&wc.topic, &wc.assigned_partitions, count)?;
+    let mut assignment = TopicPartitionList::new();
+    for &p in &wc.assigned_partitions {
+        assignment.add_partition_offset(&wc.topic, p, Offset::Stored)?;
+    }
+    Ok(assignment)
+}
+
+/// Each partition named once, and one the topic has.
+fn check_assignment(topic: &str, partitions: &[i32], count: usize) -> anyhow::Result<()> {
+    for (i, &p) in partitions.iter().enumerate() {
+        if !usize::try_from(p).is_ok_and(|p| p < count) {
+            anyhow::bail!(
+                "worker.assigned_partitions: topic {topic} has no partition {p} (it has {count})"
+            );
+        }
+        if partitions[..i].contains(&p) {
+            anyhow::bail!("worker.assigned_partitions: partition {p} is given twice");
+        }
+    }
+    Ok(())
+}
+
 /// Runs the configured backfills on their cron schedules: each run is a `zarrstac
 /// backfill` process with this worker's configuration, so it checkpoints and reports like
 /// one started by hand.
@@ -196,7 +233,12 @@ pub async fn run(
             tracker: tracker.clone(),
         })
         .map_err(|e| anyhow::anyhow!("broker {}: {e}", wc.brokers))?;
-    consumer.subscribe(&[&wc.topic])?;
+    if wc.assigned_partitions.is_empty() {
+        consumer.subscribe(&[&wc.topic])?;
+    } else {
+        let assignment = tokio::task::block_in_place(|| assignment(&consumer, &wc))?;
+        consumer.assign(&assignment)?;
+    }
     let producer: FutureProducer = wc.kafka_producer().create()?;
     let lanes_n = config.run.concurrency.max(1);
     let in_flight = Arc::new(in_flight_log(&config)?);
@@ -289,8 +331,13 @@ pub async fn run(
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    let partitions = if wc.assigned_partitions.is_empty() {
+        "partitions from the group".to_string()
+    } else {
+        format!("partitions {:?} assigned by hand", wc.assigned_partitions)
+    };
     tracing::info!(
-        "worker: group {} on {} at {}, {lanes_n} lanes, metrics on http://{}/metrics",
+        "worker: group {} on {} at {} ({partitions}), {lanes_n} lanes, metrics on http://{}/metrics",
         wc.group_id,
         wc.topic,
         wc.brokers,
@@ -663,4 +710,25 @@ async fn dead_letter(dead_letters: &DeadLetters, letter: Letter<'_>, metrics: &M
     metrics.dead_lettered.inc();
     metrics.outcome("dead_lettered");
     metrics.observe("dlq", took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_assigned_by_hand_must_exist_and_be_named_once() {
+        assert!(check_assignment("t", &[0, 3, 5], 6).is_ok());
+        let missing = check_assignment("t", &[0, 6], 6).unwrap_err().to_string();
+        assert!(
+            missing.contains("topic t has no partition 6 (it has 6)"),
+            "{missing}"
+        );
+        let negative = check_assignment("t", &[-1], 6).unwrap_err().to_string();
+        assert!(negative.contains("no partition -1"), "{negative}");
+        let twice = check_assignment("t", &[2, 4, 2], 6)
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("partition 2 is given twice"), "{twice}");
+    }
 }

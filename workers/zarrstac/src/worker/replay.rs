@@ -73,34 +73,26 @@ pub async fn replay_dlq(
     consumer.assign(&start)?;
     let producer: FutureProducer = wc.kafka_producer().create()?;
     let mut positions: std::collections::HashMap<i32, i64> = Default::default();
-    let pending_end = |positions: &std::collections::HashMap<i32, i64>| {
-        ends.iter().any(|(p, high)| {
-            let pos = positions.get(p).copied().unwrap_or_else(|| {
-                match start.find_partition(&wc.dlq_topic, *p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => 0,
-                }
-            });
-            pos < *high
-        })
+    // Records between where each partition's reading stands and where the topic ended.
+    let remaining = |positions: &std::collections::HashMap<i32, i64>| -> u64 {
+        ends.iter()
+            .map(|(p, high)| {
+                let pos = positions.get(p).copied().unwrap_or_else(|| {
+                    match start.find_partition(&wc.dlq_topic, *p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o,
+                        _ => 0,
+                    }
+                });
+                (high - pos).max(0) as u64
+            })
+            .sum()
     };
     let mut done = Replayed::default();
     let mut last_record = std::time::Instant::now();
-    while pending_end(&positions) {
+    while remaining(&positions) > 0 {
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
             if last_record.elapsed() > BROKER_SILENCE {
-                done.unread = ends
-                    .iter()
-                    .map(|(p, high)| {
-                        let pos = positions.get(p).copied().unwrap_or_else(|| {
-                            match start.find_partition(&wc.dlq_topic, *p).map(|e| e.offset()) {
-                                Some(Offset::Offset(o)) => o,
-                                _ => 0,
-                            }
-                        });
-                        (high - pos).max(0) as u64
-                    })
-                    .sum();
+                done.unread = remaining(&positions);
                 break;
             }
             continue;
