@@ -126,14 +126,35 @@ impl Default for WorkerConfig {
     }
 }
 
-/// How files are grouped into multi-file datasets.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How files are grouped into multi-file datasets, and what their items state that the
+/// files do not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatasetsConfig {
     /// For files whose attributes name no CMIP dataset: the tail of their path as
     /// `/`-separated literal parts and `{facet}` placeholders (`{filename}`, `{version}`
     /// are not part of the id), e.g. a CORDEX layout. Unset: such files stay single items.
     pub path_template: Option<String>,
+    /// The PIDs of CMIP6 datasets: a path or URL of a CSV file (`dataset_id,pid` lines,
+    /// an optional third column `retracted` true/false) or a JSON object (dataset id to
+    /// PID, or to `{"pid": ..., "retracted": ...}`), keyed by the dataset's instance id
+    /// with its version (`CMIP6.<...>.v20190101`). A request's `dataset_pid` wins.
+    pub pid_table: Option<String>,
+    /// The `cite-as` link of CMIP6 dataset items; `{instance_id}` stands for the item id.
+    pub cite_as_template: String,
+    /// The data node serving the files, named on each asset (`alternate:name`).
+    pub data_node: Option<String>,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        DatasetsConfig {
+            path_template: None,
+            pid_table: None,
+            cite_as_template: zarrstac_stac::cmip6::CITE_AS_TEMPLATE.into(),
+            data_node: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

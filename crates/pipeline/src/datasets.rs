@@ -27,16 +27,17 @@ use zarrstac_io::Location;
 use zarrstac_model::Dataset;
 use zarrstac_refs::combine::Combination;
 use zarrstac_stac::ItemOptions;
+use zarrstac_stac::cmip6::Declaration;
 use zarrstac_stac::netcdf::{
     DatasetMember, asset_document, dataset_item_id, in_document_order, item_for_dataset,
     keeps_file_assets,
 };
 
 use crate::failure::Failure;
-use crate::stages::{MemberFile, Stages};
+use crate::stages::{DatasetPublication, MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 5;
+const STATE_FORMAT: u32 = 6;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 /// Leads every member record, with the layout's number: a record of another layout is
@@ -54,6 +55,8 @@ struct DatasetState {
     /// How many asset documents the catalog holds for that item, when it holds them.
     /// A list that only gained documents is resent from the first new one on.
     documents: Option<usize>,
+    /// What requests said of the dataset (its PID, whether it was retracted).
+    publication: DatasetPublication,
 }
 
 /// The members stored column by column, their strings front-coded: neighbours in URL
@@ -181,6 +184,7 @@ struct StateHeader {
     format: u32,
     item_id: String,
     documents: Option<usize>,
+    publication: DatasetPublication,
     /// The length of the members' section; the combination's runs to the end.
     members_len: u64,
 }
@@ -220,6 +224,7 @@ async fn encode_state(state: Arc<DatasetState>, capacity: usize) -> Result<PutPa
         format: STATE_FORMAT,
         item_id: state.item_id.clone(),
         documents: state.documents,
+        publication: state.publication.clone(),
         members_len: members.len() as u64,
     };
     let mut head = STATE_MAGIC.to_vec();
@@ -257,6 +262,7 @@ async fn decode_state(bytes: bytes::Bytes) -> Option<DatasetState> {
         combination,
         item_id: header.item_id,
         documents: header.documents,
+        publication: header.publication,
     })
 }
 
@@ -523,6 +529,7 @@ async fn rebuild(
     collection: &str,
     dataset_id: &str,
     files: Vec<Dataset>,
+    publication: &DatasetPublication,
 ) -> Result<bool, Failure> {
     let key = (collection.to_string(), dataset_id.to_string());
     let place = DatasetPlace::new(stages.refs_root(), collection, dataset_id);
@@ -548,10 +555,18 @@ async fn rebuild(
         tracing::debug!("dataset {dataset_id}: state read in {:?}", t.elapsed());
         let seen = loaded.as_ref().map(|(_, v, _)| v.clone());
         let size_before = loaded.as_ref().map_or(0, |(_, _, n)| *n);
-        let (mut members, mut combination, previous_id, previous_documents) = match loaded {
-            Some((s, _, _)) => (s.members, Some(s.combination), Some(s.item_id), s.documents),
-            None => (Vec::new(), None, None, None),
-        };
+        let (mut members, mut combination, previous_id, previous_documents, stored_publication) =
+            match loaded {
+                Some((s, _, _)) => (
+                    s.members,
+                    Some(s.combination),
+                    Some(s.item_id),
+                    s.documents,
+                    s.publication,
+                ),
+                None => (Vec::new(), None, None, None, DatasetPublication::default()),
+            };
+        let publication_now = stored_publication.updated_by(publication);
         let mut full = combination.is_none();
         let mut added = std::collections::HashSet::new();
         let mut new_files = Vec::new();
@@ -588,7 +603,7 @@ async fn rebuild(
                 .add_all(new_files)
                 .map_err(|e| Failure::permanent(format!("dataset {dataset_id}: {e}")))?;
         }
-        if !full && added.is_empty() {
+        if !full && added.is_empty() && publication_now == stored_publication {
             if let (Some(combination), Some(item_id), Some(seen)) = (combination, previous_id, seen)
             {
                 let state = DatasetState {
@@ -596,6 +611,7 @@ async fn rebuild(
                     combination,
                     item_id,
                     documents: previous_documents,
+                    publication: stored_publication,
                 };
                 states.put(key, (state, seen, size_before));
             }
@@ -626,6 +642,7 @@ async fn rebuild(
             combination,
             item_id,
             documents,
+            publication: publication_now,
         });
         // The state is encoded on another thread while the outputs are written; it is
         // stored only after them.
@@ -704,6 +721,21 @@ async fn publish(
     let combined = state.combination.dataset();
     let mut item = item_for_dataset(item_id, members, combined, &opts)
         .map_err(|e| Failure::permanent(format!("dataset {}: {e}", place.dataset_id)))?;
+    let publication = crate::pid_table::publication(
+        item_id,
+        &state.publication,
+        stages.pid_table().await?,
+        &stages.config.datasets,
+    );
+    if let Declaration::Undeclared(reason) = zarrstac_stac::cmip6::declare(
+        &mut item,
+        members,
+        combined,
+        &publication,
+        stages.validator(),
+    ) {
+        stages.report_undeclared(item_id, &reason);
+    }
     let mut changed = false;
     if state.documents.is_some() {
         let ordered = in_document_order(members);
@@ -813,7 +845,11 @@ pub struct Rebuilds {
     states: StateCache,
 }
 
-type Waiting = (Dataset, oneshot::Sender<Result<bool, Failure>>);
+type Waiting = (
+    Dataset,
+    DatasetPublication,
+    oneshot::Sender<Result<bool, Failure>>,
+);
 
 #[derive(Default)]
 struct Slot {
@@ -830,8 +866,17 @@ impl Rebuilds {
         collection: &str,
         dataset_id: &str,
         files: Vec<Dataset>,
+        publication: &DatasetPublication,
     ) -> Result<bool, Failure> {
-        rebuild(stages, &self.states, collection, dataset_id, files).await
+        rebuild(
+            stages,
+            &self.states,
+            collection,
+            dataset_id,
+            files,
+            publication,
+        )
+        .await
     }
 
     /// Adds a file to its dataset; returns once a rebuild holding it has written the
@@ -840,7 +885,9 @@ impl Rebuilds {
         let key = (member.collection.clone(), member.dataset_id.clone());
         let slot = self.slots.lock().entry(key.clone()).or_default().clone();
         let (tx, mut rx) = oneshot::channel();
-        slot.pending.lock().push((member.dataset, tx));
+        slot.pending
+            .lock()
+            .push((member.dataset, member.publication, tx));
         // Served by the rebuild another caller runs, or run the next rebuild, with every
         // file waiting by then. A caller whose file was taken in stops waiting for the
         // turn, so that the turn goes to one whose file still waits.
@@ -850,9 +897,16 @@ impl Rebuilds {
             running = slot.running.lock() => {
                 let batch = std::mem::take(&mut *slot.pending.lock());
                 if !batch.is_empty() {
-                    let (files, waiting): (Vec<Dataset>, Vec<_>) = batch.into_iter().unzip();
+                    let mut files = Vec::with_capacity(batch.len());
+                    let mut waiting = Vec::with_capacity(batch.len());
+                    let mut publication = DatasetPublication::default();
+                    for (file, said, tx) in batch {
+                        files.push(file);
+                        publication = publication.updated_by(&said);
+                        waiting.push(tx);
+                    }
                     tracing::debug!("dataset {}: rebuilding with {} new files", key.1, files.len());
-                    let result = self.rebuild(stages, &key.0, &key.1, files).await;
+                    let result = self.rebuild(stages, &key.0, &key.1, files, &publication).await;
                     for tx in waiting {
                         let _ = tx.send(result.clone());
                     }

@@ -7,6 +7,7 @@
 //! - [`outcome`]: where outcomes go (the dead-letter file or topic, the run summary);
 //! - [`datasets`]: multi-file datasets, rebuilt from what is stored, never by reading
 //!   their files again;
+//! - [`pid_table`]: the PIDs of CMIP6 datasets, which no file carries;
 //! - [`config`]: the settings of `pipeline.toml`.
 //!
 //! The `zarrstac` commands are adapters: they turn their arguments into requests and
@@ -16,6 +17,7 @@ pub mod config;
 pub mod datasets;
 pub mod failure;
 pub mod outcome;
+pub mod pid_table;
 pub mod runner;
 pub mod source;
 pub mod stages;
@@ -24,4 +26,4 @@ pub use config::PipelineConfig;
 pub use failure::{ErrorClass, Failure};
 pub use outcome::{Finished, Outcome, OutcomeSink, Summary};
 pub use runner::{NoProgress, Progress, Request, Runner, Staging, Waiting};
-pub use stages::{Staged, Stages};
+pub use stages::{DatasetPublication, Staged, Stages};

@@ -17,7 +17,7 @@ use zarrstac_model::Dataset;
 use crate::datasets::Rebuilds;
 use crate::failure::Failure;
 use crate::outcome::{Finished, Outcome, OutcomeSink, Summary};
-use crate::stages::{MemberFile, Staged, Stages};
+use crate::stages::{DatasetPublication, MemberFile, Staged, Stages};
 
 /// One source to ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Request {
     pub source: String,
     /// The collection the request asks for (else configured, else by dataset family).
     pub collection: Option<String>,
+    /// What the request says of the file's dataset (its PID, retraction).
+    pub publication: DatasetPublication,
 }
 
 impl Request {
@@ -32,6 +34,7 @@ impl Request {
         Request {
             source: source.into(),
             collection: None,
+            publication: DatasetPublication::default(),
         }
     }
 }
@@ -111,8 +114,11 @@ impl Runner {
         let what = format!("ingesting {}", request.source);
         let staged = policy
             .run(&what, |_| {
-                self.stages
-                    .stage(&request.source, request.collection.as_deref())
+                self.stages.stage(
+                    &request.source,
+                    request.collection.as_deref(),
+                    &request.publication,
+                )
             })
             .await;
         match staged {
@@ -230,11 +236,19 @@ impl Runner {
         }
         for ((collection, id), members) in datasets {
             let files: Vec<Dataset> = members.iter().map(|w| w.member.dataset.clone()).collect();
+            let publication = members.iter().fold(DatasetPublication::default(), |p, w| {
+                p.updated_by(&w.member.publication)
+            });
             let what = format!("rebuilding dataset {id}");
             let result = policy
                 .run(&what, |_| {
-                    self.rebuilds
-                        .rebuild(&self.stages, &collection, &id, files.clone())
+                    self.rebuilds.rebuild(
+                        &self.stages,
+                        &collection,
+                        &id,
+                        files.clone(),
+                        &publication,
+                    )
                 })
                 .await;
             for w in members {

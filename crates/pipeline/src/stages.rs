@@ -14,6 +14,7 @@ use zarrstac_stac::{ItemOptions, StoreStyle, Validator};
 
 use crate::config::PipelineConfig;
 use crate::failure::Failure;
+use crate::pid_table::PidTable;
 use crate::source::{SourceKind, ZARR_V2_MARKERS, ZARR_V3_MARKER, detect};
 
 /// Reads a NetCDF/HDF5 file's metadata with its chunks of at most `inline_threshold`
@@ -38,6 +39,27 @@ pub struct MemberFile {
     pub dataset: Dataset,
     /// Its own references changed.
     pub refs_changed: bool,
+    /// What the request said of the dataset.
+    pub publication: DatasetPublication,
+}
+
+/// What an ingest request may say of the dataset its file belongs to, beyond what the
+/// file carries: the dataset's handle and whether it was retracted. Kept with the
+/// dataset's state: a later request that says nothing keeps what an earlier one said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetPublication {
+    pub pid: Option<String>,
+    pub retracted: Option<bool>,
+}
+
+impl DatasetPublication {
+    /// `self` with what `newer` says over it.
+    pub fn updated_by(&self, newer: &DatasetPublication) -> DatasetPublication {
+        DatasetPublication {
+            pid: newer.pid.clone().or_else(|| self.pid.clone()),
+            retracted: newer.retracted.or(self.retracted),
+        }
+    }
 }
 
 /// What the stages did with one source.
@@ -60,13 +82,23 @@ pub struct Stages {
     validator: Arc<Validator>,
     scan: ScanOptions,
     style: StoreStyle,
+    /// `datasets.pid_table`, read once.
+    pid_table: tokio::sync::OnceCell<Option<Arc<PidTable>>>,
+    /// Datasets already told about why their item does not declare the cmip6 extension.
+    undeclared: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Stages {
     /// Opens the catalog named in the configuration (static, STAC API or pgstac).
     pub async fn new(config: PipelineConfig) -> anyhow::Result<Stages> {
         let sink = zarrstac_catalog::open(&config.output.catalog, &config.catalog).await?;
-        Stages::with_sink(config, sink)
+        let stages = Stages::with_sink(config, sink)?;
+        // A table that cannot be read stops the job before it ingests anything.
+        stages
+            .pid_table()
+            .await
+            .map_err(|f| anyhow::anyhow!(f.message))?;
+        Ok(stages)
     }
 
     /// The stages writing into `sink` (any catalog, an in-memory one in tests).
@@ -89,7 +121,44 @@ impl Stages {
             validator: Arc::new(Validator::new()),
             style,
             config,
+            pid_table: tokio::sync::OnceCell::new(),
+            undeclared: Default::default(),
         })
+    }
+
+    /// The PID table of `datasets.pid_table`, read on first use.
+    pub async fn pid_table(&self) -> Result<Option<&PidTable>, Failure> {
+        let table = self
+            .pid_table
+            .get_or_try_init(|| async {
+                match &self.config.datasets.pid_table {
+                    None => Ok::<_, Failure>(None),
+                    Some(source) => {
+                        let table = PidTable::load(source)
+                            .await
+                            .map_err(|e| Failure::permanent(format!("datasets.pid_table: {e}")))?;
+                        tracing::info!(
+                            "datasets.pid_table: {} datasets from {source}",
+                            table.len()
+                        );
+                        Ok(Some(Arc::new(table)))
+                    }
+                }
+            })
+            .await?;
+        Ok(table.as_deref())
+    }
+
+    /// The schemas items are validated against.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Says once per run and dataset why its item does not declare the cmip6 extension.
+    pub fn report_undeclared(&self, item_id: &str, reason: &str) {
+        if self.undeclared.lock().insert(item_id.to_string()) {
+            tracing::warn!("dataset item {item_id}: the cmip6 extension is not declared: {reason}");
+        }
     }
 
     /// The catalog items go to.
@@ -168,6 +237,8 @@ impl Stages {
                 collection,
                 reader,
             } => {
+                let collection =
+                    collection.unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
                 self.file_item(&dataset, &collection, &reader, write_refs)
                     .await
             }
@@ -175,8 +246,14 @@ impl Stages {
     }
 
     /// Runs every stage for one source, with the collection chosen by the request (else
-    /// configured, else by dataset family).
-    pub async fn stage(&self, source: &str, collection: Option<&str>) -> Result<Staged, Failure> {
+    /// configured, else `CMIP6` for a file of a CMIP6 dataset, else by dataset family).
+    /// `publication`: what the request says of the file's dataset.
+    pub async fn stage(
+        &self,
+        source: &str,
+        collection: Option<&str>,
+        publication: &DatasetPublication,
+    ) -> Result<Staged, Failure> {
         let configured = collection
             .map(str::to_string)
             .or_else(|| self.config.stac.collection.clone());
@@ -201,6 +278,8 @@ impl Stages {
                     tracing::info!(target: "zarrstac::report", "{source}: {r}");
                 }
                 if let Some(dataset_id) = self.dataset_of(&dataset) {
+                    let collection = collection
+                        .unwrap_or_else(|| zarrstac_stac::netcdf::dataset_collection(&dataset));
                     let id = zarrstac_stac::netcdf::item_id(&dataset);
                     let refs_changed = self.write_refs(&dataset, &collection, &id).await?;
                     return Ok(Staged::Member(Box::new(MemberFile {
@@ -208,8 +287,11 @@ impl Stages {
                         dataset_id,
                         dataset: *dataset,
                         refs_changed,
+                        publication: publication.clone(),
                     })));
                 }
+                let collection =
+                    collection.unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
                 let (item, refs_changed) =
                     self.file_item(&dataset, &collection, &reader, true).await?;
                 let item_id = item["id"].as_str().unwrap_or_default().to_string();
@@ -257,8 +339,6 @@ impl Stages {
                     self.config.refs.inline_threshold,
                 )
                 .await?;
-                let collection =
-                    collection.unwrap_or_else(|| zarrstac_stac::netcdf::family(&dataset));
                 Ok(Read::File {
                     dataset: Box::new(dataset),
                     collection,
@@ -364,7 +444,8 @@ enum Read {
     Zarr(Value),
     File {
         dataset: Box<Dataset>,
-        collection: String,
+        /// The collection asked for; `None`: chosen by what the file is.
+        collection: Option<String>,
         reader: RangeReader,
     },
 }

@@ -34,6 +34,12 @@ pub struct Request {
     /// Optional kind hint ("netcdf", "hdf5", "zarr", ...), passed through untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The PID of the dataset the file belongs to (a CMIP6 dataset's handle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_pid: Option<String>,
+    /// Whether that dataset was retracted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retracted: Option<bool>,
 }
 
 /// What the message turned out to be.
@@ -279,7 +285,8 @@ fn eventbridge(obj: &Map<String, Value>) -> Result<Parsed, MessageError> {
     }
 }
 
-/// `{"url": ..., "collection"?: ..., "kind"?: ...}`; other fields are allowed and ignored.
+/// `{"url": ..., "collection"?: ..., "kind"?: ..., "dataset_pid"?: ..., "retracted"?: ...}`;
+/// other fields are allowed and ignored.
 fn plain_request(obj: &Map<String, Value>) -> Result<Request, MessageError> {
     let err = MessageError::Request;
     let url = match obj.get("url") {
@@ -296,6 +303,17 @@ fn plain_request(obj: &Map<String, Value>) -> Result<Request, MessageError> {
         url: normalize_url(url).map_err(err)?,
         collection: optional_string(obj, "collection").map_err(err)?,
         kind: optional_string(obj, "kind").map_err(err)?,
+        dataset_pid: optional_string(obj, "dataset_pid").map_err(err)?,
+        retracted: match obj.get("retracted") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                return Err(err(format!(
+                    "retracted must be true or false, got {}",
+                    json_kind(other)
+                )));
+            }
+        },
     })
 }
 
@@ -610,6 +628,8 @@ fn request(url: String) -> Request {
         url,
         collection: None,
         kind: None,
+        dataset_pid: None,
+        retracted: None,
     }
 }
 
@@ -898,6 +918,8 @@ mod tests {
                 url: "s3://era5-archive/reanalysis/t2m.nc".into(),
                 collection: None,
                 kind: None,
+                dataset_pid: None,
+                retracted: None,
             }]))
         );
     }
@@ -1151,6 +1173,8 @@ mod tests {
                 url: "s3://era5-archive/reanalysis/t2m.nc".into(),
                 collection: Some("era5".into()),
                 kind: Some("netcdf".into()),
+                dataset_pid: None,
+                retracted: None,
             }]))
         );
     }
@@ -1350,6 +1374,8 @@ mod tests {
                 url: "gs://bucket/x.zarr".into(),
                 collection: Some("cmip6".into()),
                 kind: Some("zarr".into()),
+                dataset_pid: None,
+                retracted: None,
             }]))
         );
         let nulls = r#"{"url":" https://data.example.org/a.nc ","collection":null,"kind":null}"#;
@@ -1359,6 +1385,26 @@ mod tests {
                 "https://data.example.org/a.nc".into()
             )]))
         );
+    }
+
+    #[test]
+    fn plain_requests_may_name_their_dataset_s_pid_and_retraction() {
+        let msg = r#"{"url":"s3://a/tas.nc","dataset_pid":"hdl:21.14100/x","retracted":true}"#;
+        let Ok(Parsed::Requests(r)) = parse(msg) else {
+            panic!("{:?}", parse(msg));
+        };
+        assert_eq!(
+            (r[0].dataset_pid.as_deref(), r[0].retracted),
+            (Some("hdl:21.14100/x"), Some(true))
+        );
+        let bad = parse(r#"{"url":"s3://a/tas.nc","retracted":"yes"}"#).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            MessageError::Request("retracted must be true or false, got a string".into())
+                .to_string()
+        );
+        let empty = parse(r#"{"url":"s3://a/tas.nc","dataset_pid":""}"#).unwrap_err();
+        assert!(empty.to_string().contains("dataset_pid must not be empty"), "{empty}");
     }
 
     #[test]
@@ -1445,6 +1491,8 @@ mod tests {
             url: "s3://b/dir/a%20b.nc".into(),
             collection: Some("c".into()),
             kind: Some("netcdf".into()),
+            dataset_pid: None,
+            retracted: None,
         };
         let bare = request("file:///data/x.nc".into());
         assert_eq!(

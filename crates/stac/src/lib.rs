@@ -2,6 +2,7 @@
 //! model, and offline validation against the vendored STAC schemas.
 
 pub mod cf;
+pub mod cmip6;
 pub mod eopf;
 pub mod item;
 pub mod netcdf;

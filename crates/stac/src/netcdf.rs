@@ -68,6 +68,17 @@ pub fn family(d: &Dataset) -> String {
     }
 }
 
+/// The collection of a multi-file dataset's item when the caller names none: `CMIP6` for
+/// a CMIP6 dataset (where ESGF keeps them, and the cmip6 extension requires), else the
+/// dataset family.
+pub fn dataset_collection(d: &Dataset) -> String {
+    if global(d, "mip_era") == Some("CMIP6") {
+        crate::cmip6::COLLECTION.into()
+    } else {
+        family(d)
+    }
+}
+
 /// The id of a file's item: its file name without the extension, made URL-safe.
 pub fn item_id(d: &Dataset) -> String {
     safe_id(file_stem(&d.source_url))

@@ -135,6 +135,28 @@ fn deepest<'a>(e: &'a jsonschema::ValidationError<'a>) -> &'a jsonschema::Valida
     best.unwrap_or(e)
 }
 
+/// The `uri` format, read as a URI reference: a static catalog links its documents by
+/// relative hrefs (`../collection.json`), and the one vendored schema that says `uri`
+/// (cmip6 v3.0.2, on every link) means to constrain the links it names, not to forbid
+/// self-contained catalogs; Python's `jsonschema`, the reference checker, does not assert
+/// the format at all. What is still refused: whitespace, control characters, a bad scheme.
+fn uri_reference(s: &str) -> bool {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    // A scheme is what comes before the first ':' when no '/', '?' or '#' comes first.
+    match s.find([':', '/', '?', '#']) {
+        Some(k) if s.as_bytes()[k] == b':' => {
+            let scheme = &s[..k];
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        _ => true,
+    }
+}
+
 /// Validates STAC documents; compiled schemas are cached.
 pub struct Validator {
     schemas: Arc<HashMap<String, Value>>,
@@ -172,6 +194,7 @@ impl Validator {
             .ok_or_else(|| format!("schema {url} is not vendored; cannot validate offline"))?;
         let v = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)
+            .with_format("uri", uri_reference)
             .with_retriever(Vendored(self.schemas.clone()))
             .build(schema)
             .map_err(|e| format!("schema {url} does not compile: {e}"))?;
@@ -227,6 +250,21 @@ impl Validator {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_uri_format_takes_references_and_refuses_what_no_uri_is() {
+        for ok in [
+            "https://cera-www.dkrz.de/WDCC/meta/CMIP6/x.json",
+            "../collection.json",
+            "s3://bucket/key.nc",
+            "a/b:c",
+        ] {
+            assert!(uri_reference(ok), "{ok}");
+        }
+        for bad in ["", "has space", "1http://x", "ht tp://x", "a\u{7}b"] {
+            assert!(!uri_reference(bad), "{bad}");
+        }
+    }
 
     fn item() -> Value {
         json!({

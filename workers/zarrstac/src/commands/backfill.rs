@@ -280,6 +280,8 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                     url: url.clone(),
                     collection: None,
                     kind: None,
+                    dataset_pid: None,
+                    retracted: None,
                 };
                 let key = zarrstac_queue::request_key(&request);
                 let payload = zarrstac_queue::encode_request(&request);

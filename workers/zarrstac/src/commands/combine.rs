@@ -28,9 +28,21 @@ pub struct CombineArgs {
     /// beside its references as `<references name>.item.json`; needs -o.
     #[arg(long, requires = "output")]
     item: bool,
-    /// Collection of the dataset items (default: the dataset family).
+    /// Collection of the dataset items (default: `CMIP6` for CMIP6 datasets, else the
+    /// dataset family).
     #[arg(long)]
     collection: Option<String>,
+    /// The PID of the dataset (a CMIP6 dataset's handle, `hdl:21.14100/...`), for its
+    /// item to declare the cmip6 extension; only when the files form one dataset.
+    #[arg(long, requires = "item", value_name = "HANDLE")]
+    dataset_pid: Option<String>,
+    /// The PIDs of CMIP6 datasets: a CSV (`dataset_id,pid[,retracted]`) or JSON file,
+    /// as `datasets.pid_table`.
+    #[arg(long, requires = "item", value_name = "PATH")]
+    pid_table: Option<String>,
+    /// The data node serving the files, named on each asset (`alternate:name`).
+    #[arg(long, requires = "item")]
+    data_node: Option<String>,
     /// Group files whose attributes name no CMIP dataset by their path: `/`-separated
     /// literal parts and `{facet}` placeholders describing the path's tail, e.g.
     /// `{project}/{domain}/{institute}/{model}/{experiment}/{ensemble}/{rcm}/{version}/{frequency}/{variable}/{filename}`.
@@ -132,6 +144,35 @@ pub async fn run(args: CombineArgs) -> ExitCode {
         groups.insert(id, unnamed);
     }
     let several = groups.len() > 1;
+    if several && args.dataset_pid.is_some() {
+        eprintln!(
+            "error: --dataset-pid names the PID of one dataset, and the files form {} ({}); use --pid-table",
+            groups.len(),
+            groups.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let pid_table = match &args.pid_table {
+        None => None,
+        Some(source) => match zarrstac_pipeline::pid_table::PidTable::load(source).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let publishing = Publishing {
+        said: zarrstac_pipeline::DatasetPublication {
+            pid: args.dataset_pid.clone(),
+            retracted: None,
+        },
+        table: pid_table,
+        datasets: zarrstac_pipeline::config::DatasetsConfig {
+            data_node: args.data_node.clone(),
+            ..Default::default()
+        },
+    };
     if several && args.output.is_none() {
         eprintln!(
             "error: the files form {} datasets ({}); -o must name a directory",
@@ -193,7 +234,11 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url));
                 match written {
                     Ok(()) if args.item => {
-                        write_item(&id, &members, &combined, &loc, args.collection.clone()).await
+                        let item = ItemPlace {
+                            refs: &loc,
+                            collection: args.collection.clone(),
+                        };
+                        write_item(&id, &members, &combined, item, &publishing).await
                     }
                     other => other,
                 }
@@ -231,27 +276,53 @@ pub async fn run(args: CombineArgs) -> ExitCode {
     }
 }
 
+/// What dataset items state of their publication (CMIP6: PIDs, the data node).
+struct Publishing {
+    said: zarrstac_pipeline::DatasetPublication,
+    table: Option<zarrstac_pipeline::pid_table::PidTable>,
+    datasets: zarrstac_pipeline::config::DatasetsConfig,
+}
+
+/// Where a dataset's item goes: beside its references, in its collection.
+struct ItemPlace<'a> {
+    refs: &'a Location,
+    collection: Option<String>,
+}
+
 /// Builds, validates and writes the dataset item beside its references.
 async fn write_item(
     id: &str,
     members: &[zarrstac_stac::netcdf::DatasetMember],
     combined: &Dataset,
-    refs: &Location,
-    collection: Option<String>,
+    place: ItemPlace<'_>,
+    publishing: &Publishing,
 ) -> anyhow::Result<()> {
+    let refs = place.refs;
     let opts = zarrstac_stac::ItemOptions {
-        collection,
+        collection: Some(
+            place
+                .collection
+                .unwrap_or_else(|| zarrstac_stac::netcdf::dataset_collection(combined)),
+        ),
         refs_href: Some(refs.url.clone()),
         ..Default::default()
     };
-    let mut item = zarrstac_stac::netcdf::item_for_dataset(
-        &zarrstac_stac::netcdf::dataset_item_id(id, members),
-        members,
-        combined,
-        &opts,
-    )?;
+    let item_id = zarrstac_stac::netcdf::dataset_item_id(id, members);
+    let mut item = zarrstac_stac::netcdf::item_for_dataset(&item_id, members, combined, &opts)?;
     zarrstac_catalog::StaticCatalog::link_item(&mut item);
-    let problems = zarrstac_stac::Validator::new().validate(&item);
+    let validator = zarrstac_stac::Validator::new();
+    let publication = zarrstac_pipeline::pid_table::publication(
+        &item_id,
+        &publishing.said,
+        publishing.table.as_ref(),
+        &publishing.datasets,
+    );
+    if let zarrstac_stac::cmip6::Declaration::Undeclared(reason) =
+        zarrstac_stac::cmip6::declare(&mut item, members, combined, &publication, &validator)
+    {
+        eprintln!("note: dataset item {item_id}: the cmip6 extension is not declared: {reason}");
+    }
+    let problems = validator.validate(&item);
     if let Some(p) = problems.first() {
         anyhow::bail!(
             "dataset item violates the STAC schemas ({} problems): {p}",

@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 use zarrstac_pipeline::config::{PipelineConfig, WorkerConfig};
 use zarrstac_pipeline::outcome::dead_letter_topic::{DeadLetterTopic, Letter};
-use zarrstac_pipeline::{Failure, Outcome, Request, Runner, Stages, Staging};
+use zarrstac_pipeline::{DatasetPublication, Failure, Outcome, Request, Runner, Stages, Staging};
 use zarrstac_queue::kafka::{header, header_text};
 use zarrstac_queue::{OffsetTracker, Parsed, parse_message};
 
@@ -625,6 +625,10 @@ async fn stage(
             .stage(&Request {
                 source: request.url.clone(),
                 collection: request.collection.clone(),
+                publication: DatasetPublication {
+                    pid: request.dataset_pid.clone(),
+                    retracted: request.retracted,
+                },
             })
             .await;
         metrics.observe("ingest", t.elapsed().as_secs_f64());
