@@ -1404,7 +1404,10 @@ mod tests {
                 .to_string()
         );
         let empty = parse(r#"{"url":"s3://a/tas.nc","dataset_pid":""}"#).unwrap_err();
-        assert!(empty.to_string().contains("dataset_pid must not be empty"), "{empty}");
+        assert!(
+            empty.to_string().contains("dataset_pid must not be empty"),
+            "{empty}"
+        );
     }
 
     #[test]
