@@ -897,14 +897,9 @@ impl Rebuilds {
             running = slot.running.lock() => {
                 let batch = std::mem::take(&mut *slot.pending.lock());
                 if !batch.is_empty() {
-                    let mut files = Vec::with_capacity(batch.len());
-                    let mut waiting = Vec::with_capacity(batch.len());
-                    let mut publication = DatasetPublication::default();
-                    for (file, said, tx) in batch {
-                        files.push(file);
-                        publication = publication.updated_by(&said);
-                        waiting.push(tx);
-                    }
+                    let publication = DatasetPublication::of_all(batch.iter().map(|(_, said, _)| said));
+                    let (files, waiting): (Vec<Dataset>, Vec<_>) =
+                        batch.into_iter().map(|(file, _, tx)| (file, tx)).unzip();
                     tracing::debug!("dataset {}: rebuilding with {} new files", key.1, files.len());
                     let result = self.rebuild(stages, &key.0, &key.1, files, &publication).await;
                     for tx in waiting {

@@ -236,9 +236,8 @@ impl Runner {
         }
         for ((collection, id), members) in datasets {
             let files: Vec<Dataset> = members.iter().map(|w| w.member.dataset.clone()).collect();
-            let publication = members.iter().fold(DatasetPublication::default(), |p, w| {
-                p.updated_by(&w.member.publication)
-            });
+            let publication =
+                DatasetPublication::of_all(members.iter().map(|w| &w.member.publication));
             let what = format!("rebuilding dataset {id}");
             let result = policy
                 .run(&what, |_| {

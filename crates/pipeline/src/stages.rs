@@ -60,6 +60,14 @@ impl DatasetPublication {
             retracted: newer.retracted.or(self.retracted),
         }
     }
+
+    /// What requests said, each over the ones before it.
+    pub fn of_all<'a>(said: impl IntoIterator<Item = &'a DatasetPublication>) -> Self {
+        said.into_iter()
+            .fold(DatasetPublication::default(), |p, newer| {
+                p.updated_by(newer)
+            })
+    }
 }
 
 /// What the stages did with one source.

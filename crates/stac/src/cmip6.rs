@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use zarrstac_model::Dataset;
 
 use crate::item::FILE;
-use crate::netcdf::{DatasetMember, dataset_version};
+use crate::netcdf::{DatasetMember, dataset_version, global, normalize_timestamp};
 use crate::validate::Validator;
 
 pub const CMIP6: &str = "https://stac-extensions.github.io/cmip6/v3.0.2/schema.json";
@@ -68,20 +68,17 @@ const INDEX_ATTRIBUTES: &[&str] = &[
     "realization_index",
 ];
 
-fn global<'a>(d: &'a Dataset, key: &str) -> Option<&'a str> {
-    d.root.attributes.get(key).and_then(|v| v.as_str())
-}
-
-/// A `creation_date` as RFC 3339 (UTC, seconds), when it is a timestamp.
+/// A `creation_date` as RFC 3339 (UTC, seconds), when it is a timestamp; one without a
+/// zone (CMOR writes `Z`, some tools nothing) is taken as UTC.
 fn timestamp(s: &str) -> Option<String> {
-    let s = s.trim();
-    let parsed = chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc())
-        })
-        .ok()?;
-    Some(parsed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    normalize_timestamp(s).or_else(|| {
+        chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S")
+            .ok()
+            .map(|t| {
+                t.and_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+    })
 }
 
 /// The SPDX id of a CMIP6 `license` attribute (a sentence naming the licence), as the
@@ -178,15 +175,10 @@ fn published(
         .strip_suffix(&format!(".v{version}"))
         .ok_or_else(|| format!("{id} does not end in its version v{version}"))?
         .to_string();
-    let local: Vec<&str> = members
-        .iter()
-        .filter(|m| protocol(&m.url).is_none())
-        .map(|m| m.url.as_str())
-        .take(1)
-        .collect();
-    if let Some(url) = local.first() {
+    if let Some(local) = members.iter().find(|m| protocol(&m.url).is_none()) {
         return Err(format!(
-            "its files are not served over a protocol the extension knows (https, http, s3): {url}"
+            "its files are not served over a protocol the extension knows (https, http, s3): {}",
+            local.url
         ));
     }
     let created: Vec<(String, &DatasetMember)> = members

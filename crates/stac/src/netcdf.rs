@@ -35,7 +35,7 @@ const CMIP6_ATTRIBUTES: &[(&str, bool)] = &[
     ("variant_label", false),
 ];
 
-fn global<'a>(d: &'a Dataset, key: &str) -> Option<&'a str> {
+pub(crate) fn global<'a>(d: &'a Dataset, key: &str) -> Option<&'a str> {
     d.root.attributes.get(key).and_then(|v| v.as_str())
 }
 
@@ -229,7 +229,7 @@ pub fn item_for_file(d: &Dataset, opts: &ItemOptions) -> Result<Value, ItemError
 }
 
 /// A timestamp from a global attribute as RFC 3339, when it is one.
-fn normalize_timestamp(s: &str) -> Option<String> {
+pub(crate) fn normalize_timestamp(s: &str) -> Option<String> {
     let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
     Some(
         t.with_timezone(&chrono::Utc)
