@@ -52,8 +52,11 @@ def cmip_dataset(path):
     """The CMIP dataset a file belongs to (its DRS facets), or None: ingest gives such
     files one item per dataset instead of one per file."""
     import netCDF4
-    with netCDF4.Dataset(path) as ds:
-        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+    try:
+        with netCDF4.Dataset(path) as ds:
+            attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+    except OSError:
+        return None  # an HDF5 file netCDF-C cannot read (committed_types.h5) is no CMIP file
     if attrs.get("mip_era") == "CMIP6":
         keys = ["activity_id", "institution_id", "source_id", "experiment_id", "variant_label",
                 "table_id", "variable_id", "grid_label"]

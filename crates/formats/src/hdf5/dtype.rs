@@ -1,6 +1,7 @@
 //! HDF5 datatypes and attribute values into the model's types.
 
 use hdf5_reader::error::ByteOrder as H5Order;
+use hdf5_reader::messages::attribute::UNREADABLE_TAG;
 use hdf5_reader::{Attribute, Datatype, StringSize, VarLenKind};
 use zarrstac_model::{AttrValue, ByteOrder, CompoundField, DataType, FillValue};
 
@@ -180,6 +181,18 @@ fn element_size(dt: &Datatype) -> Option<usize> {
 /// An HDF5 attribute's value, or why it cannot be represented.
 pub(crate) fn attribute_value(attr: &Attribute) -> Result<AttrValue, String> {
     match &attr.datatype {
+        // hdf5-reader could not read this attribute alone (a shared dataspace ...).
+        Datatype::Opaque { size: 0, tag } if tag.starts_with(UNREADABLE_TAG) => {
+            Err(tag[UNREADABLE_TAG.len()..].to_string())
+        }
+        Datatype::Compound { fields, .. } => Err(format!(
+            "a compound value (fields {}) has no Zarr v2 attribute form",
+            fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         Datatype::String { .. }
         | Datatype::VarLen {
             kind: VarLenKind::String,
