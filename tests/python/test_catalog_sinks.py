@@ -5,7 +5,7 @@ For each sink (`--catalog http://...` and `--catalog postgresql://...`):
 * every fixture ingests; every item is then retrievable by id and found by /search with a
   bbox and a datetime interval that contain it; collection extents cover the items;
 * ingesting again keeps the item count and moves `updated`; a changed input replaces its
-  item;
+  item; sea ice on a curvilinear grid across the antimeridian is found by its region;
 * a batch holding one invalid item lands the others and names the invalid one with the
   server's reason;
 and, for the embedded pipeline, an API stopped mid-run: retries, then the dead-letter file;
@@ -88,6 +88,15 @@ def world_if_missing(item):
     return item.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
 
 
+def longitudes_cover(outer, inner):
+    """Whether the west..east range `outer` holds `inner`; either may cross the
+    antimeridian (west > east)."""
+    def arcs(w, e):
+        return [(w, 180.0), (-180.0, e)] if w > e else [(w, e)]
+    return all(any(ow <= iw + 1e-6 and oe >= ie - 1e-6 for ow, oe in arcs(*outer))
+               for iw, ie in arcs(*inner))
+
+
 def assert_lands_everywhere(expected):
     """Every expected item: by id, by /search with a containing bbox and datetime, and
     inside its collection's extent."""
@@ -100,18 +109,21 @@ def assert_lands_everywhere(expected):
             w, s, e, n = world_if_missing(item)[:4]
             start, end = time_range(item)
             window = f"{(start - timedelta(seconds=1)).isoformat()}/{(end + timedelta(seconds=1)).isoformat()}"
-            search_bbox = [max(w - 0.01, -180), max(s - 0.01, -90), min(e + 0.01, 180), min(n + 0.01, 90)]
-            body = {"collections": [collection], "bbox": search_bbox,
-                    "datetime": window.replace("+00:00", "Z"), "limit": 1000}
-            found = api.post("/search", json=body)
-            assert found.status_code == 200, (item_id, found.text)
-            assert item_id in {f["id"] for f in found.json()["features"]}, (item_id, body)
+            # A box across the antimeridian (west > east) is searched on either side.
+            halves = [(w, 180.0), (-180.0, e)] if w > e else [(w, e)]
+            for hw, he in halves:
+                search_bbox = [max(hw - 0.01, -180), max(s - 0.01, -90), min(he + 0.01, 180), min(n + 0.01, 90)]
+                body = {"collections": [collection], "bbox": search_bbox,
+                        "datetime": window.replace("+00:00", "Z"), "limit": 1000}
+                found = api.post("/search", json=body)
+                assert found.status_code == 200, (item_id, found.text)
+                assert item_id in {f["id"] for f in found.json()["features"]}, (item_id, body)
             if collection not in collections:
                 collections[collection] = api.get(f"/collections/{collection}").json()
             extent = collections[collection]["extent"]
             cw, cs, ce, cn = extent["spatial"]["bbox"][0][:4]
-            assert cw <= w + 1e-6 and cs <= s + 1e-6 and ce >= e - 1e-6 and cn >= n - 1e-6, (
-                collection, extent, item_id)
+            assert cs <= s + 1e-6 and cn >= n - 1e-6, (collection, extent, item_id)
+            assert longitudes_cover((cw, ce), (w, e)), (collection, extent, item_id)
             c_start, c_end = (when(t) for t in extent["temporal"]["interval"][0])
             assert c_start <= start and c_end >= end, (collection, extent, item_id)
 
@@ -184,6 +196,37 @@ def test_changed_input_replaces_its_item(zarrstac, sink, tmp_path, clean):
     props = rows[0][0]["properties"]
     assert props["start_datetime"].startswith("2001-02-04"), props
     assert props.get("title", "second version") == "second version"
+
+
+def test_curvilinear_sea_ice_is_found_by_its_region(zarrstac, tmp_path, clean):
+    """CMIP6 sea ice on curvilinear grids (2-D latitude/longitude, `i`/`j` index axes):
+    `ingest` into pgstac gives each item the region its grid covers, so /search finds the
+    Bering Sea grid on either side of the antimeridian and nowhere else, and the global
+    grid everywhere."""
+    files = sorted((FIXTURES / "generated").glob("siconc_SImon_curvilinear_*.nc"))
+    assert len(files) == 2
+    r = ingest(zarrstac, "pgstac", tmp_path, *files)
+    assert r.returncode == 0, r.stderr
+    ids = {i for c, i in stack.item_ids() if c == "CMIP6"}
+    bering = next(i for i in ids if ".CESM2-FV2." in i)
+    world = next(i for i in ids if ".CESM2." in i)
+
+    def found(bbox):
+        with stack.api() as api:
+            got = api.post("/search", json={"collections": ["CMIP6"], "bbox": bbox, "limit": 100})
+        assert got.status_code == 200, got.text
+        return {f["id"] for f in got.json()["features"]} & {bering, world}
+
+    assert found([170, 58, 175, 62]) == {bering, world}  # east of 180
+    assert found([-170, 58, -165, 62]) == {bering, world}  # west of 180
+    assert found([0, 40, 20, 60]) == {world}  # Europe
+    assert found([150, 55, 160, 60]) == {world}  # just west of the grid's edge
+    assert found([170, 10, 175, 20]) == {world}  # south of it
+    with stack.api() as api:
+        item = api.get(f"/collections/CMIP6/items/{bering}").json()
+    assert item["geometry"]["type"] == "MultiPolygon"
+    assert item["bbox"][0] > item["bbox"][2]
+    assert item["properties"]["cube:dimensions"]["i"]["type"] == "index"
 
 
 @pytest.mark.parametrize("sink", SINKS)

@@ -266,7 +266,7 @@ def test_ingest_succeeds(ingested):
     singles = [s for s, d in CMIP_DATASETS.items() if d is None]
     datasets = {d for d in CMIP_DATASETS.values() if d is not None}
     expected_items = len(singles) + len(datasets) + len(EOPF_STORES)
-    assert len(datasets) == 3, datasets
+    assert len(datasets) == 5, datasets  # o3, prsn, the CMIP5 series, two sea-ice grids
     assert len(ingested.items) == expected_items, f"{len(ingested.items)} item files, expected {expected_items}"
     assert ingested.catalog_json.exists()
 

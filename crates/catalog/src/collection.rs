@@ -104,12 +104,7 @@ impl CollectionExtent {
         }
         self.bbox = Some(match self.bbox {
             None => b,
-            Some(a) => [
-                a[0].min(b[0]),
-                a[1].min(b[1]),
-                a[2].max(b[2]),
-                a[3].max(b[3]),
-            ],
+            Some(a) => union_bbox(a, b),
         });
     }
 
@@ -171,9 +166,38 @@ impl CollectionExtent {
     }
 }
 
+/// The box holding both boxes. A box across the antimeridian (west greater than east)
+/// joined with one that is not, or two such boxes that meet, span every longitude.
+fn union_bbox(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    let (south, north) = (a[1].min(b[1]), a[3].max(b[3]));
+    let (west, east) = match (a[0] > a[2], b[0] > b[2]) {
+        (false, false) => (a[0].min(b[0]), a[2].max(b[2])),
+        (true, true) if a[0].min(b[0]) > a[2].max(b[2]) => (a[0].min(b[0]), a[2].max(b[2])),
+        _ => (-180.0, 180.0),
+    };
+    [west, south, east, north]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boxes_across_the_antimeridian_join_without_losing_longitudes() {
+        let crossing = [165.0, 55.0, -165.0, 70.0];
+        assert_eq!(
+            union_bbox(crossing, [170.0, 50.0, -170.0, 60.0]),
+            [165.0, 50.0, -165.0, 70.0]
+        );
+        assert_eq!(
+            union_bbox(crossing, [0.0, 0.0, 10.0, 10.0]),
+            [-180.0, 0.0, 180.0, 70.0]
+        );
+        assert_eq!(
+            union_bbox([0.0, 0.0, 10.0, 10.0], [-5.0, -1.0, 3.0, 8.0]),
+            [-5.0, -1.0, 10.0, 10.0]
+        );
+    }
 
     fn item(bbox: [f64; 4], start: &str, end: &str, platform: &str) -> Value {
         json!({"bbox": bbox, "properties": {

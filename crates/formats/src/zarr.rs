@@ -697,6 +697,7 @@ fn array(
         attributes,
         materialized: None,
         coordinate_values: None,
+        grid_extent: None,
     }))
 }
 

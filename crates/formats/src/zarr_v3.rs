@@ -275,6 +275,7 @@ fn describe(meta: &ArrayMetadataV3) -> Result<Array, String> {
         attributes: Default::default(),
         materialized: None,
         coordinate_values: None,
+        grid_extent: None,
     })
 }
 

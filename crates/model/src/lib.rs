@@ -9,12 +9,14 @@
 mod attrs;
 mod codec;
 mod dtype;
+mod extent;
 pub mod front_coded;
 mod manifest;
 
 pub use attrs::{AttrValue, Attributes};
 pub use codec::Codec;
 pub use dtype::{ByteOrder, CompoundField, DataType, FillValue, decode_numbers};
+pub use extent::GridExtent;
 pub use manifest::{ChunkManifest, ChunkRef, ManifestError};
 
 /// What kind of source a dataset was read from.
@@ -141,6 +143,10 @@ pub fn join_path(prefix: &str, name: &str) -> String {
     }
 }
 
+/// The largest curvilinear latitude or longitude a reader reads for its extent: 4M
+/// elements (32 MB as doubles, for a moment), beyond the largest ocean grids of CMIP6.
+pub const MAX_GRID_ELEMENTS: u64 = 1 << 22;
+
 /// An n-dimensional array with its chunk manifest.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Array {
@@ -165,6 +171,9 @@ pub struct Array {
     /// by the reader so that metadata builders (extents, steps) need not fetch data; for
     /// the cell bounds of such a coordinate, its values in C order.
     pub coordinate_values: Option<Vec<f64>>,
+    /// Extent of a multi-dimensional latitude or longitude coordinate (a curvilinear
+    /// grid), read by the reader in place of its values ([`Self::wants_grid_extent`]).
+    pub grid_extent: Option<GridExtent>,
 }
 
 impl Array {
@@ -223,6 +232,60 @@ impl Array {
             && self.shape[1] <= MAX_VERTICES
     }
 
+    /// Whether a reader should fill [`Self::grid_extent`]: a numeric latitude or
+    /// longitude of two or more axes (by `standard_name` or units) of at most
+    /// [`MAX_GRID_ELEMENTS`] elements.
+    pub fn wants_grid_extent(&self) -> bool {
+        if self.shape.len() < 2 || !self.dtype.is_numeric() {
+            return false;
+        }
+        let elements = self
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_mul(n));
+        if elements.is_none_or(|n| n == 0 || n > MAX_GRID_ELEMENTS) {
+            return false;
+        }
+        let text = |key: &str| {
+            self.attributes
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(|s| s.trim().to_ascii_lowercase())
+        };
+        matches!(
+            text("standard_name").as_deref(),
+            Some("latitude" | "longitude")
+        ) || matches!(
+            text("units").as_deref(),
+            Some(
+                "degrees_north"
+                    | "degree_north"
+                    | "degrees_n"
+                    | "degree_n"
+                    | "degrees_east"
+                    | "degree_east"
+                    | "degrees_e"
+                    | "degree_e"
+            )
+        )
+    }
+
+    /// The [`GridExtent`] of this array's raw values, leaving out its fill value and
+    /// `missing_value` (land cells of some ocean grids carry no position).
+    pub fn grid_extent_of(&self, values: &[f64]) -> Option<GridExtent> {
+        let mut fills: Vec<f64> = ["_FillValue", "missing_value"]
+            .iter()
+            .filter_map(|k| self.attributes.get(*k).and_then(|v| v.as_f64()))
+            .collect();
+        match &self.fill_value {
+            Some(FillValue::Float(f)) => fills.push(*f),
+            Some(FillValue::Int(i)) => fills.push(*i as f64),
+            Some(FillValue::UInt(u)) => fills.push(*u as f64),
+            _ => {}
+        }
+        GridExtent::of(values, &fills)
+    }
+
     /// Uncompressed size of one chunk in bytes, when the element size is fixed.
     pub fn chunk_bytes(&self) -> Option<u64> {
         let item = self.dtype.item_size()?;
@@ -252,6 +315,7 @@ mod tests {
             manifest: ChunkManifest::new(shape.len()),
             materialized: None,
             coordinate_values: None,
+            grid_extent: None,
         }
     }
 

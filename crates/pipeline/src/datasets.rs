@@ -37,13 +37,13 @@ use crate::failure::Failure;
 use crate::stages::{DatasetPublication, MemberFile, Stages};
 
 /// Bumped when the stored layout changes; older states are rebuilt from the records.
-const STATE_FORMAT: u32 = 6;
+const STATE_FORMAT: u32 = 7;
 const STATE_MAGIC: &[u8; 8] = b"ZSTDSET\0";
 const RECORD_SUFFIX: &str = ".member";
 /// Leads every member record, with the layout's number: a record of another layout is
 /// refused by name, never decoded into something else.
 const RECORD_MAGIC: &[u8; 8] = b"ZSTMEMB\0";
-const RECORD_FORMAT: u32 = 2;
+const RECORD_FORMAT: u32 = 3;
 
 /// Stored as a [`StateHeader`] and two sections, see [`encode_state`].
 struct DatasetState {

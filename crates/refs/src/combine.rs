@@ -1182,6 +1182,7 @@ mod tests {
             manifest: tm,
             materialized: None,
             coordinate_values: Some(times.to_vec()),
+            grid_extent: None,
         };
         let mut m = ChunkManifest::new(2);
         let p = m.path_id(url);
@@ -1220,6 +1221,7 @@ mod tests {
             manifest: m,
             materialized: None,
             coordinate_values: None,
+            grid_extent: None,
         };
         let mut root = Group::new("");
         root.arrays = vec![time, tas];

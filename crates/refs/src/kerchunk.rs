@@ -431,6 +431,7 @@ mod tests {
             manifest,
             materialized: None,
             coordinate_values: None,
+            grid_extent: None,
         };
         let mut root = Group::new("");
         root.attributes

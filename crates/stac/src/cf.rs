@@ -177,15 +177,16 @@ fn number(v: f64) -> Value {
     serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
 }
 
-/// Longitudes in -180..180 as (west, east); a 0..360 axis that wraps becomes global.
+/// Longitudes in -180..180 as (west, east): an axis that covers the globe (with its step)
+/// is -180..180; one of 0..360 that spans 180 after wrapping crosses the antimeridian
+/// (west greater than east).
 fn lon_range(lo: f64, hi: f64, step: Option<f64>) -> (f64, f64) {
     let covers_globe = hi - lo + step.map_or(0.0, f64::abs) >= 359.0;
     if covers_globe {
         return (-180.0, 180.0);
     }
     let wrap = |x: f64| if x > 180.0 { x - 360.0 } else { x };
-    let (w, e) = (wrap(lo), wrap(hi));
-    if w <= e { (w, e) } else { (-180.0, 180.0) }
+    (wrap(lo), wrap(hi))
 }
 
 /// Maps the dataset to datacube dimensions, variables, bands and extents.
@@ -221,13 +222,47 @@ pub fn describe(dataset: &Dataset) -> Cube {
         }
     }
 
+    // Latitudes and longitudes of more than one axis: a curvilinear grid, whose axes
+    // are indexes (`i`, `j`, `nlat`, `nlon` ...) rather than positions.
+    let curvilinear: Vec<&Array> = arrays
+        .iter()
+        .map(|(_, a)| *a)
+        .filter(|a| a.shape.len() > 1 && matches!(axis_of(a), Some(Axis::X | Axis::Y)))
+        .collect();
+
     let (mut west, mut east, mut south, mut north) = (None, None, None, None);
     for (name, length) in &dims {
         let coord = coordinate.get(name.as_str()).copied();
         let axis = coord.and_then(axis_of);
         let values = coord.and_then(|c| c.coordinate_values.as_deref());
-        let description = coord.and_then(|c| attr_str(c, "long_name"));
+        let mut description = coord
+            .and_then(|c| attr_str(c, "long_name"))
+            .map(str::to_string);
         let mut obj = Map::new();
+        let grid_axis = curvilinear
+            .iter()
+            .find_map(|a| Some((a, a.dimensions.iter().position(|d| d == name)?)));
+        if let (None, Some((grid, position))) = (axis, grid_axis) {
+            obj.insert("type".into(), json!("index"));
+            let extent = values
+                .and_then(min_max)
+                .map_or(json!([0, length.saturating_sub(1)]), |(lo, hi)| {
+                    json!([number(lo), number(hi)])
+                });
+            obj.insert("extent".into(), extent);
+            if description.is_none() {
+                description = Some(format!(
+                    "index along axis {} of the curvilinear grid of '{}'",
+                    position + 1,
+                    grid.name
+                ));
+            }
+            if let Some(d) = description {
+                obj.insert("description".into(), json!(d));
+            }
+            cube.dimensions.insert(name.clone(), Value::Object(obj));
+            continue;
+        }
         match (axis, values) {
             (Some(Axis::X | Axis::Y), Some(v)) if min_max(v).is_some() => {
                 let c = coord.expect("values come from a coordinate");
@@ -341,6 +376,25 @@ pub fn describe(dataset: &Dataset) -> Cube {
         }
         cube.dimensions.insert(name.clone(), Value::Object(obj));
     }
+    // Without one-dimensional positions, the extents the readers took of a
+    // curvilinear grid's coordinates.
+    for a in &curvilinear {
+        let Some(extent) = a.grid_extent.as_ref().filter(|_| is_degrees(a)) else {
+            continue;
+        };
+        match axis_of(a) {
+            Some(Axis::X) if west.is_none() => {
+                let (w, e) = extent.longitude_range();
+                west = Some(w);
+                east = Some(e);
+            }
+            Some(Axis::Y) if south.is_none() => {
+                south = Some(extent.min.max(-90.0));
+                north = Some(extent.max.min(90.0));
+            }
+            _ => {}
+        }
+    }
     if let (Some(w), Some(s), Some(e), Some(n)) = (west, south, east, north) {
         cube.bbox = Some([w, s, e, n]);
     }
@@ -365,6 +419,9 @@ pub fn describe(dataset: &Dataset) -> Cube {
         }
         if let Some(u) = attr_str(a, "units") {
             var.insert("unit".into(), json!(u));
+        }
+        if let Some(e) = &a.grid_extent {
+            var.insert("extent".into(), json!([number(e.min), number(e.max)]));
         }
         var.insert("data_type".into(), json!(data_type(&a.dtype)));
         let nodata = declared_nodata(a);
@@ -416,5 +473,6 @@ mod tests {
         assert_eq!(lon_range(0.0, 358.75, Some(1.25)), (-180.0, 180.0));
         assert_eq!(lon_range(10.0, 20.0, Some(1.0)), (10.0, 20.0));
         assert_eq!(lon_range(190.0, 200.0, Some(1.0)), (-170.0, -160.0));
+        assert_eq!(lon_range(170.0, 190.0, Some(1.0)), (170.0, -170.0));
     }
 }

@@ -95,13 +95,20 @@ pub fn safe_id(raw: &str) -> String {
     if s.is_empty() { "item".into() } else { s }
 }
 
-/// The polygon of a bounding box (west, south, east, north).
+/// The polygon of a bounding box (west, south, east, north). A box whose west is
+/// greater than its east crosses the antimeridian: two polygons, one either side, as
+/// RFC 7946 (section 3.1.9) asks, so that spatial searches find it on both.
 pub fn bbox_polygon(b: [f64; 4]) -> Value {
     let [w, s, e, n] = b;
-    json!({
-        "type": "Polygon",
-        "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]
-    })
+    let ring = |w: f64, e: f64| json!([[[w, s], [e, s], [e, n], [w, n], [w, s]]]);
+    if w > e {
+        json!({
+            "type": "MultiPolygon",
+            "coordinates": [ring(w, 180.0), ring(-180.0, e)]
+        })
+    } else {
+        json!({"type": "Polygon", "coordinates": ring(w, e)})
+    }
 }
 
 /// `datetime`, `start_datetime`, `end_datetime` for a time range.

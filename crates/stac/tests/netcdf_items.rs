@@ -266,3 +266,47 @@ async fn a_dataset_item_has_an_asset_per_file_with_its_own_times() {
         "2299-12-16T00:00:00Z"
     );
 }
+
+/// CMIP6 sea ice on a curvilinear grid: the 2-D `latitude`/`longitude` give the bbox and
+/// geometry, and the grid's `i`/`j` axes are index dimensions.
+#[tokio::test]
+async fn curvilinear_grids_give_their_extent_and_index_dimensions() {
+    let global = item(&fixtures().join("generated/siconc_SImon_curvilinear_global.nc")).await;
+    let bbox: Vec<f64> = serde_json::from_value(global["bbox"].clone()).unwrap();
+    assert_eq!(bbox[0], -180.0, "{bbox:?}");
+    assert_eq!(bbox[2], 180.0, "{bbox:?}");
+    assert_eq!(bbox[1], -78.0, "south {bbox:?}");
+    assert_eq!(bbox[3], 89.0, "north {bbox:?}");
+    assert_eq!(global["geometry"]["type"], "Polygon");
+    let dims = &global["properties"]["cube:dimensions"];
+    for (d, n) in [("i", 36), ("j", 24)] {
+        assert_eq!(dims[d]["type"], "index", "{d}: {}", dims[d]);
+        assert_eq!(dims[d]["extent"], json!([1.0, n as f64]), "{d}");
+        assert!(dims[d]["description"].as_str().unwrap().contains("index"));
+    }
+    let vars = &global["properties"]["cube:variables"];
+    assert_eq!(vars["latitude"]["variable_type"], "auxiliary");
+    assert_eq!(
+        vars["longitude"]["extent"][0].as_f64().unwrap().round(),
+        5.0
+    );
+    assert!(Validator::new().validate(&global).is_empty());
+
+    // A regional grid across the antimeridian, longitudes written 0..360.
+    let bering = item(&fixtures().join("generated/siconc_SImon_curvilinear_bering.nc")).await;
+    let bbox: Vec<f64> = serde_json::from_value(bering["bbox"].clone()).unwrap();
+    let expected = [162.0, 52.0, 201.3 - 360.0, 65.95];
+    for (got, want) in bbox.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-9, "{bbox:?} against {expected:?}");
+    }
+    let geometry = &bering["geometry"];
+    assert_eq!(geometry["type"], "MultiPolygon", "{geometry}");
+    assert_eq!(geometry["coordinates"][0][0][1], json!([180.0, 52.0]));
+    assert_eq!(geometry["coordinates"][1][0][0], json!([-180.0, 52.0]));
+    assert_eq!(
+        bering["properties"]["cube:dimensions"]["i"]["type"],
+        "index"
+    );
+    let problems = Validator::new().validate(&bering);
+    assert!(problems.is_empty(), "{problems:?}");
+}

@@ -407,6 +407,7 @@ impl Walk<'_> {
             )
             .then(|| "compact layout: the data is stored in the object header".to_string()),
             coordinate_values: None,
+            grid_extent: None,
         };
 
         // Why the stored bytes cannot be referenced as they are, if they cannot.
@@ -496,6 +497,13 @@ impl Walk<'_> {
                 .read_raw_bytes()
                 .ok()
                 .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
+        } else if array.wants_grid_extent() {
+            // The same for a curvilinear latitude or longitude: no extent, no bbox.
+            array.grid_extent = ds
+                .read_raw_bytes()
+                .ok()
+                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype))
+                .and_then(|values| array.grid_extent_of(&values));
         }
         Ok(array)
     }

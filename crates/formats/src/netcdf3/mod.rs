@@ -44,6 +44,9 @@ pub(crate) fn read(reader: &BlockingReader, version: u8) -> Result<Dataset, Scan
             Ok(mut array) => {
                 if array.wants_coordinate_values() {
                     array.coordinate_values = read_values(reader, &array)?;
+                } else if array.wants_grid_extent() {
+                    array.grid_extent = read_values(reader, &array)?
+                        .and_then(|values| array.grid_extent_of(&values));
                 }
                 root.arrays.push(array)
             }
@@ -279,6 +282,7 @@ fn variable_to_array(
         manifest,
         materialized: None,
         coordinate_values: None,
+        grid_extent: None,
     })
 }
 
