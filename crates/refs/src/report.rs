@@ -1,4 +1,4 @@
-use zarrstac_model::{ChunkRef, Dataset};
+use zarrstac_model::{Array, AttrValue, ChunkRef, Dataset};
 
 /// What the references hold for one variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,30 @@ pub enum VariableOutcome {
 pub struct VariableReport {
     pub path: String,
     pub outcome: VariableOutcome,
+    /// What a reader of the references gets differently from a reader of the source,
+    /// when something does.
+    pub caveat: Option<String>,
+}
+
+/// Zarr v2 attributes are JSON, which has one number type: a single-precision
+/// `scale_factor`/`add_offset` reaches xarray as a double, and packed data decodes to
+/// float64 where the source decodes to float32 (same values, twice the memory).
+fn packing_caveat(array: &Array) -> Option<String> {
+    let single: Vec<&str> = ["scale_factor", "add_offset"]
+        .into_iter()
+        .filter(|k| {
+            matches!(
+                array.attributes.get(*k),
+                Some(AttrValue::Float { bits: 32, .. })
+            )
+        })
+        .collect();
+    (!single.is_empty()).then(|| {
+        format!(
+            "single-precision {} reach xarray as doubles (Zarr v2 attributes are JSON): decodes to float64, not float32",
+            single.join("/")
+        )
+    })
 }
 
 /// One entry per variable of the source, arrays first, then refusals.
@@ -39,7 +63,12 @@ pub fn report(dataset: &Dataset) -> Vec<VariableReport> {
                 }
             }
         };
-        out.push(VariableReport { path, outcome });
+        let caveat = packing_caveat(array);
+        out.push(VariableReport {
+            path,
+            outcome,
+            caveat,
+        });
     }
     for r in &dataset.refused {
         out.push(VariableReport {
@@ -47,6 +76,7 @@ pub fn report(dataset: &Dataset) -> Vec<VariableReport> {
             outcome: VariableOutcome::Refused {
                 reason: r.reason.clone(),
             },
+            caveat: None,
         });
     }
     out
@@ -65,6 +95,80 @@ impl std::fmt::Display for VariableReport {
             ),
             VariableOutcome::Inlined { reason } => write!(f, "inlined  {}: {reason}", self.path),
             VariableOutcome::Refused { reason } => write!(f, "refused  {}: {reason}", self.path),
+        }?;
+        match &self.caveat {
+            Some(caveat) => write!(f, "; {caveat}"),
+            None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zarrstac_model::{ByteOrder, ChunkManifest, DataType, Group};
+
+    fn packed(attributes: &[(&str, AttrValue)]) -> Dataset {
+        let mut root = Group::new("");
+        root.arrays.push(Array {
+            name: "tas".into(),
+            dtype: DataType::Int {
+                bytes: 2,
+                signed: true,
+                order: ByteOrder::Little,
+            },
+            shape: vec![4],
+            chunk_shape: vec![4],
+            dimensions: vec!["time".into()],
+            codecs: Vec::new(),
+            fill_value: None,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            manifest: ChunkManifest::new(1),
+            materialized: None,
+            coordinate_values: None,
+            grid_extent: None,
+        });
+        Dataset {
+            source_url: "file:///t.nc".into(),
+            source_size: 0,
+            format: zarrstac_model::SourceFormat::NetCdf4,
+            root,
+            refused: Vec::new(),
+        }
+    }
+
+    fn float(bits: u8) -> AttrValue {
+        AttrValue::Float {
+            values: vec![0.01],
+            bits,
+        }
+    }
+
+    #[test]
+    fn single_precision_packing_is_named_in_the_variable_line() {
+        let single = report(&packed(&[
+            ("scale_factor", float(32)),
+            ("add_offset", float(32)),
+        ]));
+        let line = single[0].to_string();
+        assert!(line.starts_with("virtual  tas: "), "{line}");
+        assert!(
+            line.contains("scale_factor/add_offset") && line.contains("float64"),
+            "{line}"
+        );
+        let only_scale = report(&packed(&[
+            ("scale_factor", float(32)),
+            ("add_offset", float(64)),
+        ]));
+        assert!(
+            only_scale[0]
+                .to_string()
+                .contains("single-precision scale_factor reach")
+        );
+        let double = report(&packed(&[("scale_factor", float(64))]));
+        assert_eq!(double[0].caveat, None);
     }
 }
