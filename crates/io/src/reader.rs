@@ -38,6 +38,12 @@ pub fn total_bytes_read() -> u64 {
     TOTAL_BYTES_READ.load(Ordering::Relaxed)
 }
 
+/// Bytes an object-store source's first request reads from the start of the object: the
+/// superblock, root headers and often all metadata of a netCDF-4 file, the header of a
+/// NetCDF-3 one. Twice the block size of [`crate::BlockingReaderConfig`], so that its
+/// first block read with read-ahead is this one.
+pub const OPEN_HEAD_BYTES: u64 = 1024 * 1024;
+
 /// Reads byte ranges of one object, counting requests and bytes.
 #[derive(Clone, Debug)]
 pub struct RangeReader {
@@ -48,19 +54,69 @@ pub struct RangeReader {
     stats: Arc<ReadStats>,
     /// Open handle of a local file, read with positioned reads.
     file: Option<Arc<std::fs::File>>,
+    /// The object's first bytes, read when it was opened (object stores only): reads
+    /// inside them cost no request.
+    head: Bytes,
 }
 
 impl RangeReader {
-    /// Opens `location`, learning its size with one metadata request.
+    /// Opens `location`. A local file is looked up; an object is opened with one ranged
+    /// GET of its first [`OPEN_HEAD_BYTES`], whose response also says its size and
+    /// modification time (no HEAD request), see [`Self::open_with_head`].
     pub async fn open(location: Location) -> Result<RangeReader, IoError> {
-        let meta = location
-            .store
-            .head(&location.path)
-            .await
-            .map_err(|source| IoError::Store {
-                url: location.url.clone(),
-                source,
-            })?;
+        let head_bytes = if location.local_path.is_some() {
+            0
+        } else {
+            OPEN_HEAD_BYTES
+        };
+        Self::open_with_head(location, head_bytes).await
+    }
+
+    /// Opens `location`, reading its first `head_bytes` at once (0: a metadata request
+    /// only). A store that cannot answer the ranged read (an empty object, a server
+    /// that ignores ranges) is asked with a HEAD instead; an object that does not exist
+    /// is an error either way.
+    pub async fn open_with_head(
+        location: Location,
+        head_bytes: u64,
+    ) -> Result<RangeReader, IoError> {
+        let store_error = |source| IoError::Store {
+            url: location.url.clone(),
+            source,
+        };
+        let stats = Arc::new(ReadStats::default());
+        let mut head = Bytes::new();
+        let mut meta = None;
+        if head_bytes > 0 {
+            let options = object_store::GetOptions {
+                range: Some(object_store::GetRange::Bounded(0..head_bytes)),
+                ..Default::default()
+            };
+            match location.store.get_opts(&location.path, options).await {
+                Ok(got) => {
+                    let object = got.meta.clone();
+                    let starts_at_zero = got.range.start == 0;
+                    let bytes = got.bytes().await.map_err(store_error)?;
+                    stats.record(bytes.len() as u64);
+                    if starts_at_zero && bytes.len() as u64 <= object.size {
+                        head = bytes;
+                    }
+                    meta = Some(object);
+                }
+                Err(e @ object_store::Error::NotFound { .. }) => return Err(store_error(e)),
+                Err(e) => {
+                    tracing::debug!(url = %location.url, "ranged open refused ({e}); asking with HEAD")
+                }
+            }
+        }
+        let meta = match meta {
+            Some(m) => m,
+            None => location
+                .store
+                .head(&location.path)
+                .await
+                .map_err(store_error)?,
+        };
         let file = match &location.local_path {
             Some(p) => Some(Arc::new(
                 tokio::fs::File::open(p)
@@ -81,8 +137,15 @@ impl RangeReader {
                 .last_modified
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             location,
-            stats: Arc::new(ReadStats::default()),
+            stats,
+            head,
         })
+    }
+
+    /// `range` from the bytes read when the object was opened, when it lies inside them.
+    fn in_head(&self, range: &Range<u64>) -> Option<Bytes> {
+        (range.end <= self.head.len() as u64)
+            .then(|| self.head.slice(range.start as usize..range.end as usize))
     }
 
     pub fn size(&self) -> u64 {
@@ -155,6 +218,9 @@ impl RangeReader {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        if let Some(bytes) = self.in_head(&range) {
+            return Ok(bytes);
+        }
         if let Some(file) = &self.file {
             let (me, file) = (self.clone(), file.clone());
             return tokio::task::spawn_blocking(move || me.pread(&file, &range))
@@ -183,6 +249,9 @@ impl RangeReader {
         }
         if ranges.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(all) = ranges.iter().map(|r| self.in_head(r)).collect() {
+            return Ok(all);
         }
         if let Some(file) = &self.file {
             let (me, file, ranges) = (self.clone(), file.clone(), ranges.to_vec());
@@ -299,6 +368,126 @@ mod tests {
         assert_eq!(&many[1][..], b"a");
         // Local files: nearby ranges are read together.
         assert_eq!(reader.stats().requests(), 2);
+    }
+
+    /// A loopback HTTP server of one `size`-byte object (byte i is i % 251) that answers
+    /// ranged GETs and HEADs, and sends every request line it gets to `seen`.
+    fn range_server(size: usize) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    loop {
+                        let mut request = String::new();
+                        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut range = None;
+                        loop {
+                            let mut line = String::new();
+                            reader.read_line(&mut line).unwrap();
+                            if line.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=")
+                            {
+                                let (a, b) = r.trim().split_once('-').unwrap();
+                                let a: usize = a.parse().unwrap();
+                                let b: usize = b.parse::<usize>().unwrap().min(size - 1);
+                                range = Some((a, b));
+                            }
+                        }
+                        seen.send(request.split_whitespace().next().unwrap().to_string())
+                            .ok();
+                        let common =
+                            "ETag: \"e\"\r\nLast-Modified: Wed, 02 Dec 2026 10:00:00 GMT\r\n";
+                        let (head, body) = match (request.starts_with("HEAD"), range) {
+                            (true, _) => (
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n{common}\r\n"
+                                ),
+                                vec![],
+                            ),
+                            (false, Some((a, b))) => (
+                                format!(
+                                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {a}-{b}/{size}\r\n{common}\r\n",
+                                    b - a + 1
+                                ),
+                                (a..=b).map(|i| (i % 251) as u8).collect(),
+                            ),
+                            (false, None) => (
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n{common}\r\n"
+                                ),
+                                (0..size).map(|i| (i % 251) as u8).collect(),
+                            ),
+                        };
+                        stream.write_all(head.as_bytes()).unwrap();
+                        stream.write_all(&body).unwrap();
+                    }
+                });
+            }
+        });
+        (format!("http://127.0.0.1:{port}/data/big.nc"), requests)
+    }
+
+    #[tokio::test]
+    async fn an_object_opens_with_one_ranged_get_and_no_head() {
+        let size = 3_000_000;
+        let (url, requests) = range_server(size);
+        let reader = RangeReader::open(Location::parse(&url).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(reader.size(), size as u64);
+        assert_eq!(reader.last_modified(), "2026-12-02T10:00:00Z");
+        // Inside the head read at open: no request.
+        let early = reader.read(1000..1010).await.unwrap();
+        assert_eq!(
+            &early[..],
+            &(1000..1010).map(|i| (i % 251) as u8).collect::<Vec<_>>()[..]
+        );
+        let both = reader.read_many(&[0..4, 500_000..500_004]).await.unwrap();
+        assert_eq!(both[1][0], (500_000 % 251) as u8);
+        assert_eq!(reader.stats().requests(), 1);
+        assert_eq!(reader.stats().bytes(), OPEN_HEAD_BYTES);
+        // Beyond it: one more.
+        let late = reader.read(2_000_000..2_000_004).await.unwrap();
+        assert_eq!(late[0], (2_000_000 % 251) as u8);
+        assert_eq!(reader.stats().requests(), 2);
+        let methods: Vec<String> = requests.try_iter().collect();
+        assert_eq!(methods, ["GET", "GET"]);
+
+        // An object smaller than the head is read whole by the first request.
+        let (small, requests) = range_server(1000);
+        let reader = RangeReader::open(Location::parse(&small).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(reader.size(), 1000);
+        assert_eq!(reader.read(990..1000).await.unwrap()[9], (999 % 251) as u8);
+        assert_eq!(requests.try_iter().collect::<Vec<_>>(), ["GET"]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_or_missing_object_is_told_apart() {
+        use object_store::ObjectStoreExt;
+        let empty = Location::parse("memory://open-head/empty.nc").unwrap();
+        empty
+            .store
+            .put(&empty.path, Vec::<u8>::new().into())
+            .await
+            .unwrap();
+        let reader = RangeReader::open(empty).await.unwrap();
+        assert_eq!(reader.size(), 0);
+        let missing = Location::parse("memory://open-head/missing.nc").unwrap();
+        let err = RangeReader::open(missing).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
     }
 
     #[test]
