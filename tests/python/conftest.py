@@ -33,6 +33,14 @@ SHARED = sources("shared")
 GENERATED = sources("generated")
 ALL_SOURCES = SHARED + GENERATED
 
+# Files of every format the pipeline reads that give one item each, for the worker and
+# fault runs that copy them under many names: no CMIP files (copies of one would overlap
+# in time in their dataset: the shared cmip6/ and cmip5 series, the generated sea-ice
+# grids `siconc_*`), no year-0 climatology (pgstac cannot hold it).
+SINGLE_ITEM_FILES = sorted(p for d in ("netcdf3", "netcdf4", "hdf5-edge") for p in (FIXTURES / "shared" / d).iterdir()
+                           if "coads" not in p.name) + sorted(
+    p for p in (FIXTURES / "generated").iterdir() if p.suffix in (".nc", ".h5") and not p.name.startswith("siconc_"))
+
 
 def source_id(path):
     return str(path.relative_to(FIXTURES))

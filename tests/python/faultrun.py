@@ -38,13 +38,10 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 import stack
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, SINGLE_ITEM_FILES
 from kafkaio import BUCKET, create_topics, produce, s3_event
 
-# Single-item files of every format (as in test_worker.py).
-SINGLE = sorted(p for d in ("netcdf3", "netcdf4", "hdf5-edge") for p in (FIXTURES / "shared" / d).iterdir()
-                if "coads" not in p.name) + sorted(
-    p for p in (FIXTURES / "generated").iterdir() if p.suffix in (".nc", ".h5"))
+SINGLE = SINGLE_ITEM_FILES
 FILES_PER_DATASET = 5
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 

@@ -28,16 +28,12 @@ from pathlib import Path
 import pytest
 
 import stack
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, SINGLE_ITEM_FILES
 from kafkaio import BUCKET, create_topics, produce, read_topic, s3_event
 from test_zarr3 import CF_GRID, GEOZARR, S1_V2, stores  # noqa: F401 (stores: a fixture)
 
 CMIP5 = sorted((FIXTURES / "shared" / "cmip5-netcdf3-series").glob("*.nc"))
-# Single-item files of every format the pipeline reads (no CMIP: copies of one CMIP file
-# would overlap in time in their dataset; no year-0 climatology: pgstac cannot hold it).
-SINGLE = sorted(p for d in ("netcdf3", "netcdf4", "hdf5-edge") for p in (FIXTURES / "shared" / d).iterdir()
-                if "coads" not in p.name) + sorted(
-    p for p in (FIXTURES / "generated").iterdir() if p.suffix in (".nc", ".h5"))
+SINGLE = SINGLE_ITEM_FILES
 
 
 def wait_until(predicate, timeout, what, state=None):
