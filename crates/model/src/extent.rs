@@ -19,6 +19,11 @@ pub struct GridExtent {
     pub degrees: [u64; 6],
 }
 
+/// The one-degree bin of longitude `v` (any convention) lies in.
+fn bin_of(v: f64) -> usize {
+    (v.rem_euclid(360.0) as usize).min(BINS - 1)
+}
+
 /// Coordinates beyond this are fill values of grids that mark land cells (1e20,
 /// 9.96921e36), not positions.
 const MAX_DEGREES: f64 = 720.0;
@@ -39,7 +44,7 @@ impl GridExtent {
             });
             e.min = e.min.min(v);
             e.max = e.max.max(v);
-            let bin = (v.rem_euclid(360.0) as usize).min(BINS - 1);
+            let bin = bin_of(v);
             e.degrees[bin / 64] |= 1 << (bin % 64);
         }
         extent
@@ -81,7 +86,6 @@ impl GridExtent {
         let to_180 = |x: f64| if x >= 180.0 { x - 360.0 } else { x };
         // Where the values' own minimum and maximum fall in the arc's end bins, they
         // say the edges more exactly than the bins do.
-        let bin_of = |v: f64| (v.rem_euclid(360.0) as usize).min(BINS - 1);
         let west = if bin_of(self.min) == west_bin {
             to_180(self.min.rem_euclid(360.0))
         } else {

@@ -536,7 +536,7 @@ fn resolve_committed_datatype(
         ));
         return Ok(());
     };
-    let size = messages::attribute::raw_data_size(attr, datatype.size)?;
+    let size = messages::attribute::attribute_raw_data_size(&attr.dataspace, datatype.size)?;
     if attr.raw_data.len() < size {
         let reason = format!(
             "its data holds {} bytes, its committed datatype needs {size}",

@@ -490,20 +490,18 @@ impl Walk<'_> {
                 }
             });
         }
-        if array.wants_coordinate_values() {
-            // Decoded through hdf5-reader's filters; a coordinate it cannot decode simply
-            // has no values (extents then come from elsewhere).
-            array.coordinate_values = ds
-                .read_raw_bytes()
-                .ok()
-                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
-        } else if array.wants_grid_extent() {
-            // The same for a curvilinear latitude or longitude: no extent, no bbox.
-            array.grid_extent = ds
-                .read_raw_bytes()
+        // Decoded through hdf5-reader's filters; a coordinate it cannot decode simply has
+        // no values (extents then come from elsewhere), a curvilinear latitude or
+        // longitude no extent (and the item no bbox).
+        let values = || {
+            ds.read_raw_bytes()
                 .ok()
                 .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype))
-                .and_then(|values| array.grid_extent_of(&values));
+        };
+        if array.wants_coordinate_values() {
+            array.coordinate_values = values();
+        } else if array.wants_grid_extent() {
+            array.grid_extent = values().and_then(|v| array.grid_extent_of(&v));
         }
         Ok(array)
     }

@@ -271,11 +271,6 @@ const SHARED_DATATYPE: u8 = 0x01;
 /// Attribute flag bit 1: the dataspace is shared.
 const SHARED_DATASPACE: u8 = 0x02;
 
-/// Cuts an attribute's data to the size its resolved datatype gives it.
-pub(crate) fn raw_data_size(message: &AttributeMessage, element_size: u32) -> Result<usize> {
-    attribute_raw_data_size(&message.dataspace, element_size)
-}
-
 /// Version 2 and 3 attribute flags: bit 0 marks a shared datatype, bit 1 a
 /// shared dataspace; the other bits are reserved.
 fn check_flags(flags: u8, version: u8) -> Result<()> {
@@ -287,7 +282,7 @@ fn check_flags(flags: u8, version: u8) -> Result<()> {
     Ok(())
 }
 
-fn attribute_raw_data_size(ds_msg: &dataspace::DataspaceMessage, dtype_size: u32) -> Result<usize> {
+pub(crate) fn attribute_raw_data_size(ds_msg: &dataspace::DataspaceMessage, dtype_size: u32) -> Result<usize> {
     let elements = usize::try_from(ds_msg.num_elements()?).map_err(|_| {
         Error::InvalidData("attribute element count exceeds platform usize capacity".to_string())
     })?;
