@@ -92,6 +92,12 @@ impl BlockingReader {
         })
     }
 
+    /// Fetches `ranges` ahead of the parser's coming reads, in one round trip (see
+    /// [`RangeReader::prefetch`]); later reads inside them cost no request.
+    pub fn prefetch(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), IoError> {
+        self.handle.block_on(self.reader.prefetch(ranges))
+    }
+
     pub fn size(&self) -> u64 {
         self.reader.size()
     }
@@ -120,6 +126,9 @@ impl BlockingReader {
         }
         if len == 0 {
             return Ok(Bytes::new());
+        }
+        if let Some(bytes) = self.reader.cached(&(offset..end)) {
+            return Ok(bytes);
         }
         let bs = self.config.block_size;
         let first = offset / bs;
@@ -213,5 +222,61 @@ mod tests {
         // 0..3 blocks with read-ahead cover the first three reads in one request.
         assert!(blocking.reader().stats().requests() <= 3);
         std::fs::remove_file(path).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prefetched_ranges_are_read_in_one_round_trip_and_served_exactly() {
+        let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        let location = Location::parse("memory://prefetch/object.bin").unwrap();
+        use object_store::ObjectStoreExt;
+        location
+            .store
+            .put(&location.path, data.clone().into())
+            .await
+            .unwrap();
+        let reader = RangeReader::open(location).await.unwrap();
+        let opened = (reader.stats().requests(), reader.stats().round_trips());
+        let blocking = BlockingReader::new(reader, Handle::current(), Default::default());
+        let b2 = blocking.clone();
+        let data2 = data.clone();
+        tokio::task::spawn_blocking(move || {
+            // Scattered, some neighbours, one inside the head read at open, one past the end.
+            let ranges = [
+                3_000_000..3_000_100,
+                2_000_000..2_003_000,
+                2_003_100..2_003_200,
+                10..20,
+                3_999_990..4_000_500,
+            ];
+            b2.prefetch(&ranges).unwrap();
+            let stats = b2.reader().stats().clone();
+            assert_eq!(stats.round_trips() - opened.1, 1);
+            // Two near 2 MB merged; the head range needed nothing.
+            assert_eq!(stats.requests() - opened.0, 3);
+            let before = stats.bytes();
+            for (off, len) in [(3_000_010u64, 50u64), (2_003_100, 100), (2_000_000, 3_000)] {
+                let got = b2.read(off, len).unwrap();
+                assert_eq!(&got[..], &data2[off as usize..(off + len) as usize]);
+            }
+            let many = Handle::current()
+                .block_on(
+                    b2.reader()
+                        .read_many(&[3_000_000..3_000_100, 2_003_150..2_003_200]),
+                )
+                .unwrap();
+            assert_eq!(&many[1][..], &data2[2_003_150..2_003_200]);
+            assert_eq!(stats.bytes(), before, "prefetched reads cost no request");
+            // Prefetching what is held is free.
+            b2.prefetch(&ranges[..2]).unwrap();
+            assert_eq!(stats.round_trips() - opened.1, 1);
+            // A read outside every segment still works, through the blocks.
+            assert_eq!(
+                b2.read(3_500_000, 4).unwrap()[..],
+                data2[3_500_000..3_500_004]
+            );
+            assert_eq!(stats.round_trips() - opened.1, 2);
+        })
+        .await
+        .unwrap();
     }
 }

@@ -13,7 +13,9 @@ mod retry;
 
 pub use blocking::{BlockingReader, BlockingReaderConfig};
 pub use location::{Location, LocationError};
-pub use reader::{RangeReader, ReadStats, total_bytes_read};
+pub use reader::{
+    PREFETCH_LIMIT, RangeReader, ReadStats, total_bytes_read, total_requests, total_round_trips,
+};
 pub use retry::{RetryPolicy, Retryable};
 
 /// FNV-1a: a stable short digest of bytes, for names of objects (a URL may be too long

@@ -12,13 +12,22 @@ use crate::{IoError, Location};
 pub struct ReadStats {
     requests: AtomicU64,
     bytes: AtomicU64,
+    round_trips: AtomicU64,
 }
 
 impl ReadStats {
+    /// One request (or positioned read) that returned `bytes`.
     pub fn record(&self, bytes: u64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        TOTAL_BYTES_READ.fetch_add(bytes, Ordering::Relaxed);
+        TOTAL.requests.fetch_add(1, Ordering::Relaxed);
+        TOTAL.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// One wave of requests sent together and awaited together: on a high-latency store
+    /// the time a read costs follows the waves, not the requests.
+    pub fn record_round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        TOTAL.round_trips.fetch_add(1, Ordering::Relaxed);
     }
     /// Range requests made so far.
     pub fn requests(&self) -> u64 {
@@ -28,21 +37,75 @@ impl ReadStats {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+    /// Waves of requests so far (each one or more concurrent requests).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
 }
 
-/// Bytes read by every reader of the process (for metrics).
-static TOTAL_BYTES_READ: AtomicU64 = AtomicU64::new(0);
+/// What every reader of the process read (for metrics).
+static TOTAL: Totals = Totals {
+    requests: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    round_trips: AtomicU64::new(0),
+};
+
+struct Totals {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    round_trips: AtomicU64,
+}
 
 /// Bytes read from sources by this process so far.
 pub fn total_bytes_read() -> u64 {
-    TOTAL_BYTES_READ.load(Ordering::Relaxed)
+    TOTAL.bytes.load(Ordering::Relaxed)
 }
+
+/// Requests made to sources by this process so far.
+pub fn total_requests() -> u64 {
+    TOTAL.requests.load(Ordering::Relaxed)
+}
+
+/// Round trips (waves of concurrent requests) to sources by this process so far.
+pub fn total_round_trips() -> u64 {
+    TOTAL.round_trips.load(Ordering::Relaxed)
+}
+
+/// Remote reads merge ranges closer than this into one request. The requests of a wave go
+/// out together, so a larger gap would save requests, not latency, at the price of bytes
+/// read: small chunks scattered between large ones (a CMOR file's time steps) stay apart ...
+const REMOTE_GAP: u64 = 16 * 1024;
+/// ... into requests of at most this many bytes.
+const REMOTE_SPAN: u64 = 16 * 1024 * 1024;
+/// Requests of one wave in flight at once.
+const REMOTE_CONCURRENCY: usize = 64;
 
 /// Bytes an object-store source's first request reads from the start of the object: the
 /// superblock, root headers and often all metadata of a netCDF-4 file, the header of a
 /// NetCDF-3 one. Twice the block size of [`crate::BlockingReaderConfig`], so that its
 /// first block read with read-ahead is this one.
+/// `ZARRSTAC_OPEN_HEAD_BYTES` sets another size (0: a metadata request only).
 pub const OPEN_HEAD_BYTES: u64 = 1024 * 1024;
+
+/// The environment variable that sets the head read at open.
+pub const OPEN_HEAD_BYTES_ENV: &str = "ZARRSTAC_OPEN_HEAD_BYTES";
+
+/// The head read at open: [`OPEN_HEAD_BYTES`] unless `ZARRSTAC_OPEN_HEAD_BYTES` says
+/// otherwise (a value that is not a byte count is reported once and ignored).
+pub fn open_head_bytes() -> u64 {
+    static HEAD: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        match std::env::var(OPEN_HEAD_BYTES_ENV) {
+            Err(_) => OPEN_HEAD_BYTES,
+            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+                tracing::warn!(
+                    "{OPEN_HEAD_BYTES_ENV}={v:?} is not a number of bytes; reading {OPEN_HEAD_BYTES}"
+                );
+                OPEN_HEAD_BYTES
+            }),
+        }
+    });
+    *HEAD
+}
 
 /// Reads byte ranges of one object, counting requests and bytes.
 #[derive(Clone, Debug)]
@@ -57,17 +120,39 @@ pub struct RangeReader {
     /// The object's first bytes, read when it was opened (object stores only): reads
     /// inside them cost no request.
     head: Bytes,
+    /// Ranges fetched ahead of use by [`Self::prefetch`], shared by the reader's clones.
+    held: Arc<parking_lot::Mutex<Held>>,
+}
+
+/// Most bytes [`RangeReader::prefetch`] keeps for one object; ranges beyond it are read
+/// when asked for.
+pub const PREFETCH_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Exact ranges fetched ahead of use, by start offset.
+#[derive(Debug, Default)]
+struct Held {
+    segments: std::collections::BTreeMap<u64, Bytes>,
+    bytes: u64,
+}
+
+impl Held {
+    /// `range` when one segment holds all of it.
+    fn get(&self, range: &Range<u64>) -> Option<Bytes> {
+        let (&start, bytes) = self.segments.range(..=range.start).next_back()?;
+        (start + bytes.len() as u64 >= range.end)
+            .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+    }
 }
 
 impl RangeReader {
     /// Opens `location`. A local file is looked up; an object is opened with one ranged
-    /// GET of its first [`OPEN_HEAD_BYTES`], whose response also says its size and
+    /// GET of its first [`open_head_bytes`], whose response also says its size and
     /// modification time (no HEAD request), see [`Self::open_with_head`].
     pub async fn open(location: Location) -> Result<RangeReader, IoError> {
         let head_bytes = if location.local_path.is_some() {
             0
         } else {
-            OPEN_HEAD_BYTES
+            open_head_bytes()
         };
         Self::open_with_head(location, head_bytes).await
     }
@@ -98,6 +183,7 @@ impl RangeReader {
                     let starts_at_zero = got.range.start == 0;
                     let bytes = got.bytes().await.map_err(store_error)?;
                     stats.record(bytes.len() as u64);
+                    stats.record_round_trip();
                     if starts_at_zero && bytes.len() as u64 <= object.size {
                         head = bytes;
                     }
@@ -139,13 +225,55 @@ impl RangeReader {
             location,
             stats,
             head,
+            held: Default::default(),
         })
     }
 
     /// `range` from the bytes read when the object was opened, when it lies inside them.
-    fn in_head(&self, range: &Range<u64>) -> Option<Bytes> {
+    pub fn in_head(&self, range: &Range<u64>) -> Option<Bytes> {
         (range.end <= self.head.len() as u64)
             .then(|| self.head.slice(range.start as usize..range.end as usize))
+    }
+
+    /// `range` from bytes already read: the head read at open, or a prefetched range.
+    pub fn cached(&self, range: &Range<u64>) -> Option<Bytes> {
+        self.in_head(range).or_else(|| self.held.lock().get(range))
+    }
+
+    /// Fetches `ranges` (clamped to the object) in one round trip, merged and concurrent,
+    /// and keeps them for the reads to come: a parser that knows what it will read next
+    /// (every node of a chunk index level, every chunk of a coordinate) pays one latency
+    /// for all of it, and a later stage (inlining small chunks) finds it read. Ranges
+    /// already held cost nothing; beyond [`PREFETCH_LIMIT`] held bytes, the rest is
+    /// left to be read when asked for.
+    pub async fn prefetch(&self, ranges: &[Range<u64>]) -> Result<(), IoError> {
+        let mut wanted: Vec<Range<u64>> = Vec::new();
+        {
+            let held = self.held.lock();
+            let mut budget = PREFETCH_LIMIT.saturating_sub(held.bytes);
+            for r in ranges {
+                let r = r.start.min(self.size)..r.end.min(self.size);
+                let len = r.end - r.start;
+                if len == 0 || self.in_head(&r).is_some() || held.get(&r).is_some() {
+                    continue;
+                }
+                if len > budget {
+                    break;
+                }
+                budget -= len;
+                wanted.push(r);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let fetched = self.read_many(&wanted).await?;
+        let mut held = self.held.lock();
+        for (r, bytes) in wanted.into_iter().zip(fetched) {
+            held.bytes += bytes.len() as u64;
+            held.segments.insert(r.start, bytes);
+        }
+        Ok(())
     }
 
     pub fn size(&self) -> u64 {
@@ -207,7 +335,10 @@ impl RangeReader {
     ) -> Result<Bytes, IoError> {
         self.check(&range)?;
         match &self.file {
-            Some(file) if !range.is_empty() => self.pread(file, &range),
+            Some(file) if !range.is_empty() => {
+                self.stats.record_round_trip();
+                self.pread(file, &range)
+            }
             _ => handle.block_on(self.read(range)),
         }
     }
@@ -218,9 +349,10 @@ impl RangeReader {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        if let Some(bytes) = self.in_head(&range) {
+        if let Some(bytes) = self.cached(&range) {
             return Ok(bytes);
         }
+        self.stats.record_round_trip();
         if let Some(file) = &self.file {
             let (me, file) = (self.clone(), file.clone());
             return tokio::task::spawn_blocking(move || me.pread(&file, &range))
@@ -229,10 +361,15 @@ impl RangeReader {
                     url: self.location.url.clone(),
                 })?;
         }
+        self.get_range(range).await
+    }
+
+    /// One ranged GET of the object, counted as a request (the caller counts the wave).
+    async fn get_range(&self, range: Range<u64>) -> Result<Bytes, IoError> {
         let bytes = self
             .location
             .store
-            .get_range(&self.location.path, range.clone())
+            .get_range(&self.location.path, range)
             .await
             .map_err(|source| IoError::Store {
                 url: self.location.url.clone(),
@@ -242,54 +379,76 @@ impl RangeReader {
         Ok(bytes)
     }
 
-    /// Reads many ranges; the store merges nearby ones into fewer requests.
+    /// Reads many ranges in one round trip: ranges already read (the head, prefetched) cost
+    /// nothing, neighbours are merged into one request, and the requests go out together
+    /// (a local file is read with positioned reads of the merged spans).
     pub async fn read_many(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, IoError> {
         for r in ranges {
             self.check(r)?;
         }
-        if ranges.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Some(all) = ranges.iter().map(|r| self.in_head(r)).collect() {
-            return Ok(all);
-        }
-        if let Some(file) = &self.file {
-            let (me, file, ranges) = (self.clone(), file.clone(), ranges.to_vec());
-            return tokio::task::spawn_blocking(move || {
-                let mut out = vec![Bytes::new(); ranges.len()];
-                for group in coalesce(&ranges, LOCAL_GAP, LOCAL_SPAN) {
-                    let span = group.span.clone();
-                    let bytes = me.pread(&file, &span)?;
-                    for i in group.members {
-                        let r = &ranges[i];
-                        out[i] = bytes
-                            .slice((r.start - span.start) as usize..(r.end - span.start) as usize);
-                    }
+        let mut out: Vec<Option<Bytes>> = ranges
+            .iter()
+            .map(|r| {
+                if r.is_empty() {
+                    Some(Bytes::new())
+                } else {
+                    self.cached(r)
                 }
-                Ok(out)
             })
-            .await
-            .map_err(|_| IoError::RuntimeGone {
-                url: self.location.url.clone(),
-            })?;
+            .collect();
+        let wanted: Vec<usize> = (0..ranges.len()).filter(|&i| out[i].is_none()).collect();
+        if wanted.is_empty() {
+            return Ok(out.into_iter().map(Option::unwrap_or_default).collect());
         }
-        let merged = merged_request_count(ranges);
-        let out = self
-            .location
-            .store
-            .get_ranges(&self.location.path, ranges)
-            .await
-            .map_err(|source| IoError::Store {
-                url: self.location.url.clone(),
-                source,
-            })?;
-        let total: u64 = out.iter().map(|b| b.len() as u64).sum();
-        // get_ranges coalesces internally; count the requests it makes, not the ranges asked.
-        for _ in 1..merged {
-            self.stats.record(0);
+        let asked: Vec<Range<u64>> = wanted.iter().map(|&i| ranges[i].clone()).collect();
+        self.stats.record_round_trip();
+        let groups = if self.file.is_some() {
+            coalesce(&asked, LOCAL_GAP, LOCAL_SPAN)
+        } else {
+            coalesce(&asked, REMOTE_GAP, REMOTE_SPAN)
+        };
+        let spans: Vec<Bytes> = match &self.file {
+            Some(file) => {
+                let (me, file) = (self.clone(), file.clone());
+                let spans: Vec<Range<u64>> = groups.iter().map(|g| g.span.clone()).collect();
+                tokio::task::spawn_blocking(move || {
+                    spans
+                        .iter()
+                        .map(|span| me.pread(&file, span))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .map_err(|_| IoError::RuntimeGone {
+                    url: self.location.url.clone(),
+                })??
+            }
+            None => {
+                use futures::{StreamExt, TryStreamExt};
+                // Owned futures collected first: a stream over a borrowing closure would make
+                // the callers' futures fail to be `Send` for every lifetime.
+                let requests: Vec<_> = groups
+                    .iter()
+                    .map(|g| {
+                        let (me, span) = (self.clone(), g.span.clone());
+                        async move { me.get_range(span).await }
+                    })
+                    .collect();
+                futures::stream::iter(requests)
+                    .buffered(REMOTE_CONCURRENCY)
+                    .try_collect()
+                    .await?
+            }
+        };
+        for (group, bytes) in groups.iter().zip(spans) {
+            let span = &group.span;
+            for &k in &group.members {
+                let r = &asked[k];
+                out[wanted[k]] = Some(
+                    bytes.slice((r.start - span.start) as usize..(r.end - span.start) as usize),
+                );
+            }
         }
-        self.stats.record(total);
-        Ok(out)
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 }
 
@@ -327,25 +486,6 @@ fn coalesce(ranges: &[Range<u64>], gap: u64, max_span: u64) -> Vec<Coalesced> {
         }
     }
     out
-}
-
-/// How many requests `get_ranges` makes for `ranges`: it merges ranges closer than 1 MiB.
-fn merged_request_count(ranges: &[Range<u64>]) -> u64 {
-    const GAP: u64 = 1024 * 1024;
-    let mut sorted: Vec<&Range<u64>> = ranges.iter().collect();
-    sorted.sort_by_key(|r| r.start);
-    let mut count = 0;
-    let mut end: Option<u64> = None;
-    for r in sorted {
-        match end {
-            Some(e) if r.start <= e.saturating_add(GAP) => end = Some(e.max(r.end)),
-            _ => {
-                count += 1;
-                end = Some(r.end);
-            }
-        }
-    }
-    count
 }
 
 #[cfg(test)]
@@ -498,11 +638,5 @@ mod tests {
         assert_eq!(groups[0].members, vec![1, 2]);
         let capped = coalesce(&[0..60, 61..120], 10, 100);
         assert_eq!(capped.len(), 2);
-    }
-
-    #[test]
-    fn nearby_ranges_count_as_one_request() {
-        assert_eq!(merged_request_count(&[0..10, 20..30]), 1);
-        assert_eq!(merged_request_count(&[0..10, 10_000_000..10_000_010]), 2);
     }
 }
