@@ -30,6 +30,10 @@ pub enum LocationError {
         "{input}: unsupported URL scheme '{scheme}' (use a path, file://, s3://, gs://, az://, abfs://, http://, https:// or memory://)"
     )]
     UnsupportedScheme { input: String, scheme: String },
+    #[error(
+        "{input}: plain http is forbidden by ZARRSTAC_ALLOW_HTTP={value} (use https://, or unset it)"
+    )]
+    PlainHttpForbidden { input: String, value: String },
     #[error("{input}: cannot configure the object store: {source}")]
     Store {
         input: String,
@@ -49,6 +53,41 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
         .entry(name.to_string())
         .or_insert_with(|| Arc::new(object_store::memory::InMemory::new()))
         .clone()
+}
+
+/// The value of `ZARRSTAC_ALLOW_HTTP` when it forbids plain http (`false`, `0`, `no`, `off`).
+fn plain_http_forbidden() -> Option<String> {
+    std::env::var("ZARRSTAC_ALLOW_HTTP").ok().filter(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    })
+}
+
+/// The store for `url`'s scheme and authority (host, bucket, account), built once per
+/// process: its HTTP client keeps connections open across objects, and building a client
+/// (loading TLS roots, reading the environment) costs milliseconds, more than reading a
+/// small file of a fast store.
+fn shared_store(
+    url: &Url,
+    build: impl FnOnce() -> Result<Arc<dyn ObjectStore>, object_store::Error>,
+) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    // A process reads from a handful of stores; the bound only guards against a runaway.
+    const MOST_STORES: usize = 256;
+    static STORES: std::sync::LazyLock<
+        parking_lot::Mutex<std::collections::HashMap<String, Arc<dyn ObjectStore>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let key = url[..url::Position::BeforePath].to_string();
+    if let Some(store) = STORES.lock().get(&key) {
+        return Ok(store.clone());
+    }
+    let store = build()?;
+    let mut stores = STORES.lock();
+    if stores.len() >= MOST_STORES {
+        stores.clear();
+    }
+    Ok(stores.entry(key).or_insert(store).clone())
 }
 
 impl Location {
@@ -77,38 +116,63 @@ impl Location {
                 Self::local(&path.to_string_lossy())
             }
             "s3" | "s3a" => {
-                let store = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(input)
-                    .build()
-                    .map_err(store_err)?;
-                Ok(Self::remote(Arc::new(store), &url, input))
+                let store = shared_store(&url, || {
+                    Ok(Arc::new(
+                        object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(input)
+                            .build()?,
+                    ))
+                })
+                .map_err(store_err)?;
+                Ok(Self::remote(store, &url, input))
             }
             "gs" => {
-                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(input)
-                    .build()
-                    .map_err(store_err)?;
-                Ok(Self::remote(Arc::new(store), &url, input))
+                let store = shared_store(&url, || {
+                    Ok(Arc::new(
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_url(input)
+                            .build()?,
+                    ))
+                })
+                .map_err(store_err)?;
+                Ok(Self::remote(store, &url, input))
             }
             "az" | "azure" | "abfs" | "abfss" => {
-                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(input)
-                    .build()
-                    .map_err(store_err)?;
-                Ok(Self::remote(Arc::new(store), &url, input))
+                let store = shared_store(&url, || {
+                    Ok(Arc::new(
+                        object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_url(input)
+                            .build()?,
+                    ))
+                })
+                .map_err(store_err)?;
+                Ok(Self::remote(store, &url, input))
             }
             "http" | "https" => {
                 let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
                     + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
-                // A plain http:// URL is asked for by name: the client must not refuse it.
-                let options =
-                    object_store::ClientOptions::new().with_allow_http(url.scheme() == "http");
-                let store = object_store::http::HttpBuilder::new()
-                    .with_url(base)
-                    .with_client_options(options)
-                    .build()
-                    .map_err(store_err)?;
-                Ok(Self::remote(Arc::new(store), &url, input))
+                // A plain http:// URL is asked for by name, so it is allowed unless the
+                // operator forbids it (ZARRSTAC_ALLOW_HTTP=false), as AWS_ALLOW_HTTP does for S3.
+                if url.scheme() == "http"
+                    && let Some(value) = plain_http_forbidden()
+                {
+                    return Err(LocationError::PlainHttpForbidden {
+                        input: input.to_string(),
+                        value,
+                    });
+                }
+                let store = shared_store(&url, || {
+                    let options =
+                        object_store::ClientOptions::new().with_allow_http(url.scheme() == "http");
+                    Ok(Arc::new(
+                        object_store::http::HttpBuilder::new()
+                            .with_url(base)
+                            .with_client_options(options)
+                            .build()?,
+                    ))
+                })
+                .map_err(store_err)?;
+                Ok(Self::remote(store, &url, input))
             }
             "memory" => {
                 let store = memory_store(url.host_str().unwrap_or_default());
