@@ -6,6 +6,7 @@
 mod chunks;
 mod dtype;
 mod filters;
+mod prefetch;
 mod storage;
 
 use std::collections::{HashMap, HashSet};
@@ -82,47 +83,104 @@ pub async fn chunk_table(
         let err = |e| to_scan_error(&url, size, e);
         let file = open(&blocking, &ScanOptions::default())?;
         let mut out = Vec::new();
-        let mut stack = vec![(String::new(), file.root_group().map_err(err)?)];
-        let mut seen = HashSet::new();
-        while let Some((path, group)) = stack.pop() {
-            if !seen.insert(group.address()) {
+        for (name, ds) in all_datasets(&file).map_err(err)? {
+            let Some(layout) = data_layout(&file, &ds).map_err(err)? else {
+                continue;
+            };
+            if !matches!(
+                layout,
+                hdf5_reader::messages::layout::DataLayout::Chunked { .. }
+            ) {
                 continue;
             }
-            let (groups, datasets) = group.members().map_err(err)?;
-            for ds in datasets {
-                let name = zarrstac_model::join_path(&path, base_name(ds.name()));
-                let header = file.get_or_parse_header(ds.address()).map_err(err)?;
-                let Some(layout) = header.messages.iter().find_map(|m| match m {
-                    HdfMessage::DataLayout(l) => Some(l.layout.clone()),
-                    _ => None,
-                }) else {
-                    continue;
-                };
-                if !matches!(
-                    layout,
-                    hdf5_reader::messages::layout::DataLayout::Chunked { .. }
-                ) {
-                    continue;
-                }
-                let item = hdf5_reader::dtype_element_size(ds.dtype()).unwrap_or(1) as u64;
-                let chunks = chunk_infos(&file, &layout, ds.shape(), ds.max_dims(), item).map_err(
-                    |detail| ScanError::Corrupt {
+            let item = hdf5_reader::dtype_element_size(ds.dtype()).unwrap_or(1) as u64;
+            let chunks =
+                chunk_infos(&file, &layout, ds.shape(), ds.max_dims(), item).map_err(|detail| {
+                    ScanError::Corrupt {
                         url: url.clone(),
                         format: "HDF5",
                         detail: format!("{name}: {detail}"),
-                    },
-                )?;
-                out.push((name, chunks));
-            }
-            for g in groups {
-                stack.push((zarrstac_model::join_path(&path, base_name(g.name())), g));
-            }
+                    }
+                })?;
+            out.push((name, chunks));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     })
     .await
     .map_err(|e| ScanError::Internal(format!("reader task failed: {e}")))?
+}
+
+/// Every dataset of the file with its path, each group read once (hard links may
+/// make the tree a graph).
+fn all_datasets(file: &Hdf5File) -> Result<Vec<(String, H5Dataset)>, hdf5_reader::error::Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), file.root_group()?, 0)];
+    let mut seen = HashSet::new();
+    while let Some((path, group, depth)) = stack.pop() {
+        if depth > MAX_GROUP_DEPTH || !seen.insert(group.address()) {
+            continue;
+        }
+        let (groups, datasets) = group.members()?;
+        for ds in datasets {
+            out.push((zarrstac_model::join_path(&path, base_name(ds.name())), ds));
+        }
+        for g in groups {
+            stack.push((
+                zarrstac_model::join_path(&path, base_name(g.name())),
+                g,
+                depth + 1,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The data layout message of a dataset's object header.
+fn data_layout(
+    file: &Hdf5File,
+    ds: &H5Dataset,
+) -> Result<Option<hdf5_reader::messages::layout::DataLayout>, hdf5_reader::error::Error> {
+    let header = file.get_or_parse_header(ds.address())?;
+    Ok(header.messages.iter().find_map(|m| match m {
+        HdfMessage::DataLayout(l) => Some(l.layout.clone()),
+        _ => None,
+    }))
+}
+
+/// On a remote store, fetches the chunk indexes of every dataset level by level before
+/// the walk reads them one node at a time.
+fn read_ahead_chunk_indexes(file: &Hdf5File, reader: &BlockingReader) {
+    let Ok(datasets) = all_datasets(file) else {
+        return;
+    };
+    let trees: Vec<prefetch::ChunkTree> = datasets
+        .iter()
+        .filter_map(|(_, ds)| {
+            let layout = data_layout(file, ds).ok()??;
+            prefetch::chunk_tree(&layout, ds.shape().len())
+        })
+        .collect();
+    prefetch::chunk_trees(file, reader, &trees);
+}
+
+/// Values the walk needs from a dataset's data, read once every array is known so that
+/// all their chunks are fetched in one round trip.
+struct ValuesToRead {
+    group: String,
+    array: String,
+    dataset: H5Dataset,
+    /// Coordinate (or bounds) values, or else a curvilinear grid's extent.
+    coordinates: bool,
+}
+
+/// The array `name` of the group at `path` below `root`.
+fn array_at<'g>(root: &'g mut Group, path: &str, name: &str) -> Option<&'g mut Array> {
+    let mut group = root;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        group = group.groups.iter_mut().find(|g| g.name == part)?;
+    }
+    group.arrays.iter_mut().find(|a| a.name == name)
 }
 
 pub(crate) fn read(
@@ -133,6 +191,10 @@ pub(crate) fn read(
     let size = reader.size();
     let corrupt = |e: hdf5_reader::error::Error| to_scan_error(&url, size, e);
     let file = open(&reader, options)?;
+    let remote = !reader.reader().is_local();
+    if remote {
+        read_ahead_chunk_indexes(&file, &reader);
+    }
     let root = file.root_group().map_err(corrupt)?;
     let root_attrs = root.attributes().map_err(corrupt)?;
     let is_netcdf = root_attrs
@@ -152,10 +214,45 @@ pub(crate) fn read(
         is_netcdf,
         refused: Vec::new(),
         visited: HashSet::new(),
+        values_to_read: Vec::new(),
     };
     let mut out_root = Group::new("");
     ctx.walk(&root, nc.as_ref(), "", &mut out_root, 0)?;
     let refused = ctx.refused;
+    let to_read = ctx.values_to_read;
+    if remote {
+        let mut chunks: Vec<std::ops::Range<u64>> = Vec::new();
+        for v in &to_read {
+            let Some(array) = array_at(&mut out_root, &v.group, &v.array) else {
+                continue;
+            };
+            chunks.extend(array.manifest.iter().filter_map(|(_, chunk)| match chunk {
+                ChunkRef::Range { offset, length, .. } => Some(*offset..offset + length),
+                _ => None,
+            }));
+        }
+        if let Err(e) = reader.prefetch(&chunks) {
+            tracing::debug!(url = %url, "coordinate read-ahead stopped: {e}");
+        }
+    }
+    for v in to_read {
+        let Some(array) = array_at(&mut out_root, &v.group, &v.array) else {
+            continue;
+        };
+        // Decoded through hdf5-reader's filters; a coordinate it cannot decode simply has
+        // no values (extents then come from elsewhere, and a combination that needs them
+        // says so), a curvilinear latitude or longitude no extent (and the item no bbox).
+        let values = v
+            .dataset
+            .read_raw_bytes()
+            .ok()
+            .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
+        if v.coordinates {
+            array.coordinate_values = values;
+        } else {
+            array.grid_extent = values.and_then(|v| array.grid_extent_of(&v));
+        }
+    }
     Ok(Dataset {
         source_url: url,
         source_size: size,
@@ -216,6 +313,7 @@ struct Walk<'a> {
     is_netcdf: bool,
     refused: Vec<Refusal>,
     visited: HashSet<u64>,
+    values_to_read: Vec<ValuesToRead>,
 }
 
 fn base_name(name: &str) -> &str {
@@ -263,7 +361,19 @@ impl Walk<'_> {
             }
             let nc_var = nc.and_then(|g| g.variables.iter().find(|v| v.name == name));
             match self.dataset_to_array(ds, &name, &var_path, &attrs, nc_var, &mut phony) {
-                Ok(array) => out.arrays.push(array),
+                Ok(array) => {
+                    let (coordinates, extent) =
+                        (array.wants_coordinate_values(), array.wants_grid_extent());
+                    if coordinates || extent {
+                        self.values_to_read.push(ValuesToRead {
+                            group: path.to_string(),
+                            array: array.name.clone(),
+                            dataset: ds.clone(),
+                            coordinates,
+                        });
+                    }
+                    out.arrays.push(array)
+                }
                 Err(Refused(reason)) => self.refused.push(Refusal {
                     path: var_path,
                     reason,
@@ -271,15 +381,15 @@ impl Walk<'_> {
             }
         }
         for i in out.bounds_to_read() {
-            let array = &out.arrays[i];
-            // As coordinate values: bounds hdf5-reader cannot decode have no values, and a
-            // combination that needs them says so.
-            let values = datasets
-                .iter()
-                .find(|d| base_name(d.name()) == array.name)
-                .and_then(|d| d.read_raw_bytes().ok())
-                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype));
-            out.arrays[i].coordinate_values = values;
+            let name = &out.arrays[i].name;
+            if let Some(ds) = datasets.iter().find(|d| base_name(d.name()) == name) {
+                self.values_to_read.push(ValuesToRead {
+                    group: path.to_string(),
+                    array: name.clone(),
+                    dataset: ds.clone(),
+                    coordinates: true,
+                });
+            }
         }
         for child in &groups {
             let name = base_name(child.name()).to_string();
@@ -489,19 +599,6 @@ impl Walk<'_> {
                     None
                 }
             });
-        }
-        // Decoded through hdf5-reader's filters; a coordinate it cannot decode simply has
-        // no values (extents then come from elsewhere), a curvilinear latitude or
-        // longitude no extent (and the item no bbox).
-        let values = || {
-            ds.read_raw_bytes()
-                .ok()
-                .and_then(|b| zarrstac_model::decode_numbers(&b, &array.dtype))
-        };
-        if array.wants_coordinate_values() {
-            array.coordinate_values = values();
-        } else if array.wants_grid_extent() {
-            array.grid_extent = values().and_then(|v| array.grid_extent_of(&v));
         }
         Ok(array)
     }
