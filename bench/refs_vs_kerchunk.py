@@ -152,7 +152,7 @@ with open(result_file, "w") as f:
     }, f)
 """ % {"inline": INLINE}
 
-STATS_RE = re.compile(r"stats\s+.*: (\d+) range requests, (\d+) bytes read of (\d+)")
+STATS_RE = re.compile(r"stats\s+.*: (\d+) range requests in \d+ round trips, (\d+) bytes read of (\d+)")
 RSS_RE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 
 

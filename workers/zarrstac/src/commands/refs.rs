@@ -27,7 +27,8 @@ pub struct RefsArgs {
     /// Exit with status 1 when any variable was refused.
     #[arg(long)]
     strict: bool,
-    /// Print the range requests made and bytes read per source.
+    /// Print the range requests made, round trips (waves of concurrent requests) and bytes
+    /// read per source.
     #[arg(long)]
     stats: bool,
     /// Sources processed at once.
@@ -40,6 +41,7 @@ struct Done {
     source: String,
     report: Vec<VariableReport>,
     requests: u64,
+    round_trips: u64,
     bytes_read: u64,
     size: u64,
     /// Milliseconds spent reading metadata, inlining small chunks, writing references.
@@ -116,9 +118,10 @@ pub async fn run(args: RefsArgs) -> ExitCode {
                 }
                 if args.stats {
                     eprintln!(
-                        "stats    {}: {} range requests, {} bytes read of {}; scan {} ms, inline {} ms, write {} ms",
+                        "stats    {}: {} range requests in {} round trips, {} bytes read of {}; scan {} ms, inline {} ms, write {} ms",
                         done.source,
                         done.requests,
+                        done.round_trips,
                         done.bytes_read,
                         done.size,
                         done.stage_ms[0],
@@ -195,6 +198,7 @@ async fn one(
         source: source.to_string(),
         report,
         requests: reader.stats().requests(),
+        round_trips: reader.stats().round_trips(),
         bytes_read: reader.stats().bytes(),
         size: reader.size(),
         stage_ms: [
