@@ -1,7 +1,9 @@
-"""`zarrstac refs` on s3:// URLs, against a real S3 server (s3s-fs) on loopback.
+"""`zarrstac refs` on remote sources: s3:// URLs against a real S3 server (s3s-fs) on
+loopback, and http:// URLs against a loopback HTTP range server (tests/python/rangeserver.py).
 
-The references written from S3 must equal those written from the same file on local disk,
-once the source URL (s3://BUCKET/KEY against file:///abs/path) is swapped.
+The references written from S3 or HTTP must equal those written from the same file on local
+disk, once the source URL (s3://BUCKET/KEY or http://HOST/KEY against file:///abs/path) is
+swapped.
 """
 import contextlib
 import json
@@ -14,6 +16,7 @@ import time
 
 import pytest
 
+import rangeserver
 from conftest import FIXTURES, file_url
 
 BUCKET = "zarrstac-test"
@@ -116,29 +119,70 @@ def _first_difference(a, b, path="refs"):
     return None if a == b else f"{path}: {a!r:.200} != {b!r:.200}"
 
 
-@pytest.mark.parametrize("rel", S3_SOURCES)
-def test_s3_matches_local(zarrstac, s3_server, rel, tmp_path):
+def _same_as_local(zarrstac, rel, url, env, tmp_path):
     source = FIXTURES / rel
-    s3_url = f"s3://{BUCKET}/fixtures/{rel}"
-
     local = zarrstac.refs(source, tmp_path / "local.json")
     assert local.returncode == 0, local.stderr
-    remote = zarrstac.refs(s3_url, tmp_path / "s3.json", env=s3_env(s3_server))
+    remote = zarrstac.refs(url, tmp_path / "remote.json", env=env)
     assert remote.returncode == 0, remote.stderr
     assert "panicked" not in remote.stderr, remote.stderr
 
     local_text = (tmp_path / "local.json").read_text()
-    remote_doc = json.loads((tmp_path / "s3.json").read_text())
+    remote_doc = json.loads((tmp_path / "remote.json").read_text())
     # swap the URL inside the JSON text, so that it is replaced wherever the tool wrote it
-    expected = json.loads(local_text.replace(json.dumps(file_url(source))[1:-1], json.dumps(s3_url)[1:-1]))
-    assert s3_url in (tmp_path / "s3.json").read_text() or not any(
-        isinstance(v, list) for v in remote_doc["refs"].values()), "the S3 references do not name the S3 URL"
+    expected = json.loads(local_text.replace(json.dumps(file_url(source))[1:-1], json.dumps(url)[1:-1]))
+    assert url in (tmp_path / "remote.json").read_text() or not any(
+        isinstance(v, list) for v in remote_doc["refs"].values()), "the remote references do not name the URL"
     diff = _first_difference(expected, remote_doc)
-    assert diff is None, f"S3 references differ from the local ones: {diff}"
+    assert diff is None, f"references from {url} differ from the local ones: {diff}"
     # the per-variable report (virtual / inlined / refused) is the same wherever the file lives
     report = lambda text: sorted(line for line in text.splitlines() if REPORT_LINE.match(line))
     assert report(local.stderr), f"no per-variable report on stderr:\n{local.stderr}"
     assert report(local.stderr) == report(remote.stderr)
+    return remote
+
+
+@pytest.mark.parametrize("rel", S3_SOURCES)
+def test_s3_matches_local(zarrstac, s3_server, rel, tmp_path):
+    _same_as_local(zarrstac, rel, f"s3://{BUCKET}/fixtures/{rel}", s3_env(s3_server), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def http_server():
+    with rangeserver.serve(FIXTURES) as server:
+        yield server
+
+
+CMIP6_FILES = sorted(f"shared/cmip6/{p.name}" for p in (FIXTURES / "shared" / "cmip6").glob("*.nc"))
+
+
+@pytest.mark.parametrize("rel", S3_SOURCES + CMIP6_FILES)
+def test_http_matches_local(zarrstac, http_server, rel, tmp_path):
+    """Plain http:// is read (object_store refuses it unless told), with the same result."""
+    http_server.reset()
+    _same_as_local(zarrstac, rel, f"{http_server.url}/{rel}", dict(os.environ), tmp_path)
+    assert http_server.requests, "the range server saw no request"
+    assert all(method == "GET" and header and header.startswith("bytes=")
+               for method, header in http_server.requests), http_server.requests
+
+
+@pytest.mark.parametrize("rel", CMIP6_FILES)
+def test_http_cmip6_file_is_read_in_one_request(zarrstac, http_server, rel, tmp_path):
+    """The first ranged GET holds a whole shared CMIP6 file: no HEAD, no probe for a Zarr store."""
+    http_server.reset()
+    proc = zarrstac.refs(f"{http_server.url}/{rel}", tmp_path / "out.json", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert len(http_server.requests) == 1, http_server.requests
+    assert re.search(r"1 range requests in 1 round trips", proc.stderr), proc.stderr
+
+
+def test_plain_http_can_be_forbidden(zarrstac, http_server, tmp_path):
+    env = dict(os.environ, ZARRSTAC_ALLOW_HTTP="false")
+    http_server.reset()
+    proc = zarrstac.refs(f"{http_server.url}/{CMIP6_FILES[0]}", tmp_path / "out.json", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "plain http is forbidden by ZARRSTAC_ALLOW_HTTP=false" in proc.stderr, proc.stderr
+    assert http_server.requests == [], "a forbidden URL must not be asked for"
 
 
 def test_s3_all_referenced_matches_local(zarrstac, s3_server, tmp_path):
