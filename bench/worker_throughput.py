@@ -112,7 +112,7 @@ def main():
           + (f"; over http with {args.http_delay_ms:g} ms per request: {requests} requests"
              if http else ""))
     rss = [s[2] for s in samples]
-    marks = [samples[int(len(samples) * q) - 1] for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
+    marks = [samples[max(0, int(len(samples) * q) - 1)] for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
     print("resident memory: " + ", ".join(f"{int(d)} done {r:.0f} MiB" for _, d, r in marks)
           + f"; min {min(rss):.0f}, max {max(rss):.0f} MiB")
 
