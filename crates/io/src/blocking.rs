@@ -73,6 +73,11 @@ impl BlockCache {
     fn insert(&mut self, index: u64, block: Bytes) {
         self.blocks.put(index, block);
     }
+
+    /// True when blocks `first..=last` are all held (their order of use left alone).
+    fn holds(&self, first: u64, last: u64) -> bool {
+        (first..=last).all(|i| self.blocks.contains(&i))
+    }
 }
 
 impl BlockingReader {
@@ -94,8 +99,18 @@ impl BlockingReader {
 
     /// Fetches `ranges` ahead of the parser's coming reads, in one round trip (see
     /// [`RangeReader::prefetch`]); later reads inside them cost no request.
+    /// Ranges the block cache already holds are not fetched again.
     pub fn prefetch(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), IoError> {
-        self.handle.block_on(self.reader.prefetch(ranges))
+        let bs = self.config.block_size;
+        let wanted: Vec<std::ops::Range<u64>> = {
+            let cache = self.cache.lock();
+            ranges
+                .iter()
+                .filter(|r| r.is_empty() || !cache.holds(r.start / bs, (r.end - 1) / bs))
+                .cloned()
+                .collect()
+        };
+        self.handle.block_on(self.reader.prefetch(&wanted))
     }
 
     pub fn size(&self) -> u64 {
@@ -176,7 +191,12 @@ impl BlockingReader {
     fn fetch_blocks(&self, from: u64, to: u64) -> Result<Vec<Bytes>, IoError> {
         let bs = self.config.block_size;
         let range = from * bs..(to * bs).min(self.size());
-        let bytes = self.reader.read_blocking(range, &self.handle)?;
+        let bytes = self.reader.read_blocking(range.clone(), &self.handle)?;
+        // Remote blocks are also kept by the reader, so that a later stage (inlining small
+        // chunks) finds what the parser read instead of asking again.
+        if !self.reader.is_local() {
+            self.reader.hold(range.start, bytes.clone());
+        }
         Ok((0..(to - from))
             .map(|k| {
                 let s = (k * bs) as usize;
@@ -275,6 +295,15 @@ mod tests {
                 data2[3_500_000..3_500_004]
             );
             assert_eq!(stats.round_trips() - opened.1, 2);
+            // What the blocks now hold is not fetched again.
+            let requests = stats.requests();
+            let held = 3_500_100..3_500_200;
+            b2.prefetch(std::slice::from_ref(&held)).unwrap();
+            assert_eq!(stats.requests(), requests);
+            assert_eq!(
+                b2.read(3_500_100, 100).unwrap()[..],
+                data2[3_500_100..3_500_200]
+            );
         })
         .await
         .unwrap();

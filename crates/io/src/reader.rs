@@ -268,12 +268,22 @@ impl RangeReader {
             return Ok(());
         }
         let fetched = self.read_many(&wanted).await?;
-        let mut held = self.held.lock();
         for (r, bytes) in wanted.into_iter().zip(fetched) {
-            held.bytes += bytes.len() as u64;
-            held.segments.insert(r.start, bytes);
+            self.hold(r.start, bytes);
         }
         Ok(())
+    }
+
+    /// Keeps `bytes`, read from `start`, for later reads (see [`Self::prefetch`]); nothing
+    /// is kept beyond [`PREFETCH_LIMIT`].
+    pub fn hold(&self, start: u64, bytes: Bytes) {
+        let mut held = self.held.lock();
+        let len = bytes.len() as u64;
+        if len == 0 || held.bytes + len > PREFETCH_LIMIT || held.segments.contains_key(&start) {
+            return;
+        }
+        held.bytes += len;
+        held.segments.insert(start, bytes);
     }
 
     pub fn size(&self) -> u64 {
