@@ -62,6 +62,7 @@ BIG_NAME = "tas_day_CMIP6like_1500steps.nc"
 BUCKET = "bench"
 DELAY = 0.020
 INLINE = 500
+GENERATED_END = "<!-- the table above is written by bench/remote_reads.py; notes below are kept -->"
 STATS_RE = re.compile(r"stats\s+.*: (\d+) range requests in (\d+) round trips, (\d+) bytes read of (\d+)")
 
 
@@ -328,7 +329,10 @@ def write_docs(args, rows, delay):
         speedup = f"{other['wall'] / r['wall']:.1f}x" if r["tool"] == "zarrstac" and other else ""
         lines.append(f"| {r['file']} | {r['size']:,} | {r['server']} | {r['tool']} | {r['wall']:.3f} | "
                      f"{r['requests']:,} | {r['trips']:,} | {r['bytes']:,} | {speedup} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + GENERATED_END + "\n"
+    # The notes written below the table by hand are kept.
+    if args.docs.exists() and GENERATED_END in (old := args.docs.read_text()):
+        text += old.split(GENERATED_END, 1)[1].lstrip("\n")
     args.docs.write_text(text)
     print(text)
 
