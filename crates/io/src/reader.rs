@@ -44,31 +44,25 @@ impl ReadStats {
 }
 
 /// What every reader of the process read (for metrics).
-static TOTAL: Totals = Totals {
+static TOTAL: ReadStats = ReadStats {
     requests: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
     round_trips: AtomicU64::new(0),
 };
 
-struct Totals {
-    requests: AtomicU64,
-    bytes: AtomicU64,
-    round_trips: AtomicU64,
-}
-
 /// Bytes read from sources by this process so far.
 pub fn total_bytes_read() -> u64 {
-    TOTAL.bytes.load(Ordering::Relaxed)
+    TOTAL.bytes()
 }
 
 /// Requests made to sources by this process so far.
 pub fn total_requests() -> u64 {
-    TOTAL.requests.load(Ordering::Relaxed)
+    TOTAL.requests()
 }
 
 /// Round trips (waves of concurrent requests) to sources by this process so far.
 pub fn total_round_trips() -> u64 {
-    TOTAL.round_trips.load(Ordering::Relaxed)
+    TOTAL.round_trips()
 }
 
 /// Remote reads merge ranges closer than this into one request. The requests of a wave go
@@ -230,7 +224,7 @@ impl RangeReader {
     }
 
     /// `range` from the bytes read when the object was opened, when it lies inside them.
-    pub fn in_head(&self, range: &Range<u64>) -> Option<Bytes> {
+    fn in_head(&self, range: &Range<u64>) -> Option<Bytes> {
         (range.end <= self.head.len() as u64)
             .then(|| self.head.slice(range.start as usize..range.end as usize))
     }

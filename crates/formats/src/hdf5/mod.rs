@@ -215,27 +215,15 @@ pub(crate) fn read(
         refused: Vec::new(),
         visited: HashSet::new(),
         values_to_read: Vec::new(),
+        value_chunks: Vec::new(),
     };
     let mut out_root = Group::new("");
     ctx.walk(&root, nc.as_ref(), "", &mut out_root, 0)?;
     let refused = ctx.refused;
-    let to_read = ctx.values_to_read;
-    if remote {
-        let mut chunks: Vec<std::ops::Range<u64>> = Vec::new();
-        for v in &to_read {
-            let Some(array) = array_at(&mut out_root, &v.group, &v.array) else {
-                continue;
-            };
-            chunks.extend(array.manifest.iter().filter_map(|(_, chunk)| match chunk {
-                ChunkRef::Range { offset, length, .. } => Some(*offset..offset + length),
-                _ => None,
-            }));
-        }
-        if let Err(e) = reader.prefetch(&chunks) {
-            tracing::debug!(url = %url, "coordinate read-ahead stopped: {e}");
-        }
+    if remote && let Err(e) = reader.prefetch(&ctx.value_chunks) {
+        tracing::debug!(url = %url, "coordinate read-ahead stopped: {e}");
     }
-    for v in to_read {
+    for v in ctx.values_to_read {
         let Some(array) = array_at(&mut out_root, &v.group, &v.array) else {
             continue;
         };
@@ -314,6 +302,8 @@ struct Walk<'a> {
     refused: Vec<Refusal>,
     visited: HashSet<u64>,
     values_to_read: Vec<ValuesToRead>,
+    /// The stored chunks of `values_to_read`, fetched in one wave on object stores.
+    value_chunks: Vec<std::ops::Range<u64>>,
 }
 
 fn base_name(name: &str) -> &str {
@@ -321,6 +311,22 @@ fn base_name(name: &str) -> &str {
 }
 
 impl Walk<'_> {
+    /// Defers reading `ds`'s values into `array` of the group at `path` until every array
+    /// is known, noting its stored chunks for the one wave that fetches them all.
+    fn read_values_later(&mut self, path: &str, array: &Array, ds: &H5Dataset, coordinates: bool) {
+        self.value_chunks
+            .extend(array.manifest.iter().filter_map(|(_, chunk)| match chunk {
+                ChunkRef::Range { offset, length, .. } => Some(*offset..offset + length),
+                _ => None,
+            }));
+        self.values_to_read.push(ValuesToRead {
+            group: path.to_string(),
+            array: array.name.clone(),
+            dataset: ds.clone(),
+            coordinates,
+        });
+    }
+
     fn err(&self, e: hdf5_reader::error::Error) -> ScanError {
         to_scan_error(self.url, self.file.storage().len(), e)
     }
@@ -362,15 +368,9 @@ impl Walk<'_> {
             let nc_var = nc.and_then(|g| g.variables.iter().find(|v| v.name == name));
             match self.dataset_to_array(ds, &name, &var_path, &attrs, nc_var, &mut phony) {
                 Ok(array) => {
-                    let (coordinates, extent) =
-                        (array.wants_coordinate_values(), array.wants_grid_extent());
-                    if coordinates || extent {
-                        self.values_to_read.push(ValuesToRead {
-                            group: path.to_string(),
-                            array: array.name.clone(),
-                            dataset: ds.clone(),
-                            coordinates,
-                        });
+                    let coordinates = array.wants_coordinate_values();
+                    if coordinates || array.wants_grid_extent() {
+                        self.read_values_later(path, &array, ds, coordinates);
                     }
                     out.arrays.push(array)
                 }
@@ -381,14 +381,9 @@ impl Walk<'_> {
             }
         }
         for i in out.bounds_to_read() {
-            let name = &out.arrays[i].name;
-            if let Some(ds) = datasets.iter().find(|d| base_name(d.name()) == name) {
-                self.values_to_read.push(ValuesToRead {
-                    group: path.to_string(),
-                    array: name.clone(),
-                    dataset: ds.clone(),
-                    coordinates: true,
-                });
+            let array = &out.arrays[i];
+            if let Some(ds) = datasets.iter().find(|d| base_name(d.name()) == array.name) {
+                self.read_values_later(path, array, ds, true);
             }
         }
         for child in &groups {
