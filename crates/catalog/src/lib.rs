@@ -13,6 +13,7 @@
 //! item so one bad item neither fails nor re-sends the rest of its batch.
 //! [`BatchWriter`] gathers items from many concurrent callers into batches.
 
+pub mod asset_table;
 mod batch;
 mod collection;
 mod pgstac;
@@ -26,7 +27,7 @@ use serde_json::Value;
 
 pub use batch::BatchWriter;
 pub use collection::{CollectionExtent, SUMMARIZED};
-pub use pgstac::{Pgstac, PgstacConfig};
+pub use pgstac::{Pgstac, PgstacConfig, connection_pool};
 
 pub use stac_api::{StacApi, StacApiConfig};
 pub use static_catalog::{DEFAULT_ASSET_PAGE_SIZE, StaticCatalog, WriteOutcome};
@@ -186,6 +187,11 @@ pub struct SinkConfig {
     /// (static catalog); set from `stac.asset_page_size`.
     #[serde(skip)]
     pub asset_page_size: usize,
+    /// Where `zarrstac serve` answers (pgstac): items with more files than
+    /// `stac.max_item_assets` link their asset documents there; set from
+    /// `serve.public_url`.
+    #[serde(skip)]
+    pub asset_api_url: Option<String>,
     /// Retries of transient failures (unreachable catalog, 5xx, 429).
     pub retry: RetryPolicy,
     /// Seconds a single request to a STAC API may take.
@@ -212,6 +218,7 @@ impl Default for SinkConfig {
             batch_size: 100,
             batch_linger_ms: 100,
             asset_page_size: DEFAULT_ASSET_PAGE_SIZE,
+            asset_api_url: None,
             retry: RetryPolicy::default(),
             request_timeout_s: 60,
             pool_size: 4,
@@ -238,6 +245,17 @@ pub async fn open(url: &str, config: &SinkConfig) -> Result<Arc<dyn CatalogSink>
         }
     })
 }
+
+/// A value as one segment of a URL path (percent-encoded).
+pub fn path_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
+}
+
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// `url` with any password or user name replaced, for logs and messages.
 pub fn redact(url: &str) -> String {

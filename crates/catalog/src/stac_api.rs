@@ -452,7 +452,7 @@ impl StacApi {
 }
 
 fn encode(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    crate::path_segment(segment)
 }
 
 /// An error with its causes ("error sending request: connection refused").

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use zarrstac_catalog::{CatalogSink, ItemOutcome, SinkConfig, StaticCatalog};
+use zarrstac_catalog::{AssetDocuments, CatalogSink, ItemOutcome, SinkConfig, StaticCatalog};
 use zarrstac_io::Location;
 
 fn item(collection: &str, id: &str, west: f64, value: &str) -> Value {
@@ -101,6 +101,109 @@ async fn conformance(sink: Arc<dyn CatalogSink>) {
     sink.refresh(&[c1, c2]).await.unwrap();
 }
 
+fn asset_doc(collection: &str, item: &str, k: usize) -> Value {
+    json!({
+        "type": "Feature", "stac_version": "1.0.0", "id": format!("f{k:03}"),
+        "item": item, "collection": collection, "href": format!("s3://bucket/f{k:03}.nc"),
+        "media_type": "application/x-netcdf", "roles": ["data"],
+        "geometry": {"type": "Point", "coordinates": [1.0, 2.0]}, "bbox": [1.0, 2.0, 1.0, 2.0],
+        "properties": {
+            "start_datetime": format!("20{:02}-01-01T00:00:00Z", k),
+            "end_datetime": format!("20{:02}-01-01T00:00:00Z", k + 1),
+            "datetime": format!("20{:02}-01-01T00:00:00Z", k)
+        },
+        "links": []
+    })
+}
+
+/// What every sink that keeps asset documents must do: report whether they changed,
+/// take a tail after documents it holds, ask for the whole list when it cannot complete
+/// a tail, and let them go with their item.
+async fn asset_document_conformance(sink: Arc<dyn CatalogSink>) {
+    assert!(sink.holds_asset_documents(), "{}", sink.url());
+    let run = unique();
+    let collection = format!("conf-assets-{run}");
+    let docs =
+        |n: usize| -> Vec<Value> { (0..n).map(|k| asset_doc(&collection, "big", k)).collect() };
+    let big = item(&collection, "big", 0.0, "many files");
+    let put = |documents: AssetDocuments| {
+        let sink = sink.clone();
+        let collection = collection.clone();
+        async move {
+            sink.put_asset_documents(&collection, "big", documents)
+                .await
+                .unwrap()
+        }
+    };
+    let publish = |mut item: Value, link: Value| {
+        let sink = sink.clone();
+        async move {
+            item["links"] = json!([link]);
+            sink.prepare_item(&mut item);
+            let outcome = sink.upsert_items(vec![item]).await.unwrap();
+            assert!(
+                matches!(
+                    outcome.as_slice(),
+                    [ItemOutcome::Written | ItemOutcome::Unchanged]
+                ),
+                "{outcome:?}"
+            );
+        }
+    };
+
+    let (link, changed) = put(AssetDocuments::all(docs(5)))
+        .await
+        .expect("a whole list");
+    assert!(changed, "new documents are a change");
+    assert_eq!(link["rel"], "asset");
+    publish(big.clone(), link).await;
+    let (link, changed) = put(AssetDocuments::all(docs(5))).await.unwrap();
+    assert!(!changed, "the same documents again change nothing");
+    publish(big.clone(), link).await;
+
+    // A tail after the 5 held.
+    let grown = AssetDocuments {
+        unchanged: 5,
+        tail: docs(7)[5..].to_vec(),
+    };
+    let (link, changed) = put(grown).await.expect("a tail after what is held");
+    assert!(changed);
+    publish(big.clone(), link).await;
+    // One document changed in place: a change.
+    let mut changed_one = docs(7);
+    changed_one[2]["properties"]["file:size"] = json!(12345);
+    let (link, changed) = put(AssetDocuments::all(changed_one)).await.unwrap();
+    assert!(changed, "a replaced document is a change");
+    publish(big.clone(), link).await;
+    // A tail the sink cannot complete: it asks for the whole list.
+    let beyond = AssetDocuments {
+        unchanged: 9,
+        tail: docs(10)[9..].to_vec(),
+    };
+    assert!(
+        put(beyond).await.is_none(),
+        "a tail after documents not held"
+    );
+    // Fewer documents: the others go.
+    let (link, changed) = put(AssetDocuments::all(docs(3))).await.unwrap();
+    assert!(changed, "dropping documents is a change");
+    publish(big.clone(), link).await;
+    let (_, changed) = put(AssetDocuments::all(docs(3))).await.unwrap();
+    assert!(!changed, "exactly those 3 are held");
+
+    // Gone with the item: a tail after any of them can no longer be completed.
+    sink.delete_item(&collection, "big").await.unwrap();
+    let after = AssetDocuments {
+        unchanged: 3,
+        tail: docs(4)[3..].to_vec(),
+    };
+    assert!(
+        put(after).await.is_none(),
+        "the item's documents went with it"
+    );
+    sink.refresh(&[collection.clone()]).await.unwrap();
+}
+
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -131,6 +234,25 @@ async fn conformance_of(var: &str) {
         .await
         .unwrap();
     conformance(sink).await;
+}
+
+#[tokio::test]
+async fn static_catalog_asset_documents() {
+    let root = Location::parse(&format!("memory://assets-{}/catalog", unique())).unwrap();
+    asset_document_conformance(Arc::new(StaticCatalog::new(root).with_asset_page_size(2))).await;
+}
+
+#[tokio::test]
+async fn pgstac_asset_documents() {
+    let Some(url) = service("ZARRSTAC_TEST_PGSTAC") else {
+        return;
+    };
+    let config = SinkConfig {
+        asset_api_url: Some("http://assets.example".into()),
+        ..SinkConfig::default()
+    };
+    let sink = zarrstac_catalog::open(&url, &config).await.unwrap();
+    asset_document_conformance(sink).await;
 }
 
 #[tokio::test]
