@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Starts and stops the zarrstac stack on one machine, for real: a Kafka-protocol broker
-# (tansu), the catalog (PostgreSQL + PostGIS + pgstac behind stac-fastapi-pgstac) and N
-# `zarrstac worker` processes. The project's tests drive the stack with this script.
+# (tansu), the catalog (PostgreSQL + PostGIS + pgstac behind stac-fastapi-pgstac, and the
+# asset API `zarrstac serve` on the same database) and N `zarrstac worker` processes. The project's tests drive the stack with this script.
 #
 #   deploy/stack.sh up [--workers N]        everything (workers default 0)
-#   deploy/stack.sh start broker|catalog|api|workers [N]
-#   deploy/stack.sh stop  broker [keep-store]|api|workers|all
+#   deploy/stack.sh start broker|catalog|api|assets|workers [N]
+#   deploy/stack.sh stop  broker [keep-store]|api|assets|workers|all
 #   deploy/stack.sh down                     stop everything this script started
 #   deploy/stack.sh status | env
 #
@@ -23,6 +23,7 @@
 #                        restarts, not its own; fetches ~10x faster at thousands of
 #                        records per partition)                              (s3s-fs)
 #   STACK_API_PORT       STAC API port                        (8082)
+#   STACK_ASSETS_PORT    asset API port (zarrstac serve)      (8083)
 #   STACK_WORKER_CONFIG  pipeline.toml for the workers        (deploy/worker.toml)
 set -euo pipefail
 
@@ -39,6 +40,7 @@ BROKER_DATA=${STACK_BROKER_DATA:-$STATE/broker-data}
 BROKER_STORE_PORT=${STACK_BROKER_STORE_PORT:-9093}
 BROKER_STORE=${STACK_BROKER_STORE:-s3s-fs}
 API_PORT=${STACK_API_PORT:-8082}
+ASSETS_PORT=${STACK_ASSETS_PORT:-8083}
 WORKER_CONFIG=${STACK_WORKER_CONFIG:-$HERE/worker.toml}
 mkdir -p "$STATE"
 
@@ -129,6 +131,24 @@ start_api() {
     say "STAC API at http://127.0.0.1:$API_PORT"
 }
 
+# The settings by which items link to the asset API, for every zarrstac process of the
+# stack (workers, the tests' own runs) and for the service itself.
+serve_env() {
+    printf '%s\n' "ZARRSTAC_SERVE__PUBLIC_URL=http://127.0.0.1:$ASSETS_PORT" \
+        "ZARRSTAC_SERVE__STAC_API_URL=http://127.0.0.1:$API_PORT"
+}
+
+start_assets() {
+    running assets && { say "asset API already running"; return; }
+    command -v "$BIN" >/dev/null || die "no zarrstac binary for the asset API ($BIN; set ZARRSTAC_BIN)"
+    port_free "$ASSETS_PORT" "the asset API"
+    # shellcheck disable=SC2046
+    launch assets env $(serve_env) "$BIN" serve --catalog "$(pg_url "$DB")" \
+        --addr "127.0.0.1:$ASSETS_PORT"
+    wait_port "$ASSETS_PORT" "zarrstac serve"
+    say "asset API at http://127.0.0.1:$ASSETS_PORT"
+}
+
 start_broker() {
     running broker && { say "broker already running"; return; }
     command -v tansu >/dev/null || die "tansu not found: cargo install tansu --locked --features dynostore"
@@ -174,7 +194,8 @@ start_workers() {
     local n=${1:-1} k
     for k in $(seq 1 "$n"); do
         # A stable instance id per slot: a restarted worker takes its partitions back at once.
-        launch "worker-$k" env ZARRSTAC_WORKER__BROKERS="127.0.0.1:$BROKER_PORT" \
+        # shellcheck disable=SC2046
+        launch "worker-$k" env $(serve_env) ZARRSTAC_WORKER__BROKERS="127.0.0.1:$BROKER_PORT" \
             ZARRSTAC_WORKER__INSTANCE_ID="worker-$k" \
             ZARRSTAC_WORKER__METRICS_ADDR="127.0.0.1:$((9100 + k))" \
             "$BIN" worker --config "$WORKER_CONFIG"
@@ -198,6 +219,7 @@ case "$cmd" in
         [ "${1:-}" = --workers ] && workers=${2:-1}
         start_catalog
         start_api
+        start_assets
         start_broker
         if [ "$workers" -gt 0 ]; then start_workers "$workers"; fi
         ;;
@@ -206,21 +228,23 @@ case "$cmd" in
             broker) start_broker ;;
             catalog) start_catalog ;;
             api) start_api ;;
+            assets) start_assets ;;
             workers) start_workers "${2:-1}" ;;
-            *) die "start what? broker, catalog, api or workers N" ;;
+            *) die "start what? broker, catalog, api, assets or workers N" ;;
         esac
         ;;
     stop)
         case "${1:-}" in
             broker) stop_broker "${2:-}" ;;
             api) halt api ;;
+            assets) halt assets ;;
             workers) stop_workers ;;
-            catalog) halt api ;;
-            all) stop_workers; halt api; stop_broker ;;
-            *) die "stop what? broker, api, workers or all" ;;
+            catalog) halt assets; halt api ;;
+            all) stop_workers; halt assets; halt api; stop_broker ;;
+            *) die "stop what? broker, api, assets, workers or all" ;;
         esac
         ;;
-    down) stop_workers; halt api; stop_broker ;;
+    down) stop_workers; halt assets; halt api; stop_broker ;;
     status)
         for f in "$STATE"/*.pid; do
             [ -e "$f" ] || continue
@@ -232,6 +256,8 @@ case "$cmd" in
         echo "ZARRSTAC_TEST_BROKERS=127.0.0.1:$BROKER_PORT"
         echo "ZARRSTAC_TEST_API=http://127.0.0.1:$API_PORT"
         echo "ZARRSTAC_TEST_PGSTAC=$(pg_url "$DB")"
+        echo "ZARRSTAC_TEST_ASSETS=http://127.0.0.1:$ASSETS_PORT"
+        serve_env
         ;;
     *) die "unknown command $cmd (up, start, stop, down, status, env)" ;;
 esac

@@ -224,6 +224,7 @@ step "fuzz targets check" cargo check --manifest-path fuzz/Cargo.toml --release 
 if step "cargo build --release" cargo build --release -p zarrstac && wait_server_installs; then
     # The stack first: the catalog sink conformance suite runs against its STAC API and pgstac.
     say "starting the test stack (deploy/stack.sh up)"
+    export ZARRSTAC_BIN="$CARGO_TARGET_DIR/release/zarrstac"
     stack_up
     step "cargo test --release" cargo test --workspace --release || true
     step "pytest tests/python" env ZARRSTAC_BIN="$CARGO_TARGET_DIR/release/zarrstac" \

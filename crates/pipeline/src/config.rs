@@ -19,6 +19,9 @@ pub struct PipelineConfig {
     pub run: RunConfig,
     /// The queue-driven worker, backfill and replay.
     pub worker: WorkerConfig,
+    /// `zarrstac serve`, the asset API; its `public_url` is where the items' asset links
+    /// point.
+    pub serve: zarrstac_asset_api::ServeConfig,
 }
 
 /// `zarrstac worker`, `backfill` and `replay` on Kafka.
@@ -194,6 +197,10 @@ pub struct RunConfig {
     /// Retries of a source whose failure is transient (an unreachable store or catalog),
     /// in every job, before it is recorded as failed (or dead-lettered).
     pub retry: zarrstac_io::RetryPolicy,
+    /// Files of one dataset a batch run (ingest, backfill --inline, replay) holds before
+    /// rebuilding the dataset with them: what bounds its memory on datasets of 100,000
+    /// files. The result is the same however the files are grouped.
+    pub max_files_per_rebuild: usize,
 }
 
 impl Default for OutputConfig {
@@ -235,6 +242,7 @@ impl Default for RunConfig {
                 initial_backoff_ms: 500,
                 max_backoff_ms: 10_000,
             },
+            max_files_per_rebuild: 10_000,
         }
     }
 }
@@ -275,6 +283,8 @@ impl PipelineConfig {
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.catalog.asset_page_size = config.stac.asset_page_size;
+        let public = config.serve.public_url.trim();
+        config.catalog.asset_api_url = (!public.is_empty()).then(|| public.to_string());
         if zarrstac_stac::StoreStyle::parse(&config.stac.store_style).is_none() {
             anyhow::bail!(
                 "configuration: stac.store_style must be \"kerchunk\" or \"virtualizarr\", not {:?}",
@@ -297,6 +307,15 @@ mod tests {
         let from_file = PipelineConfig::load(Some(&file)).unwrap();
         assert_eq!(from_file.output.catalog, "out/catalog");
         assert_eq!(from_file.refs.inline_threshold, 500);
+        let serve = zarrstac_asset_api::ServeConfig::default();
+        assert_eq!(
+            (from_file.serve.addr.as_str(), from_file.serve.max_limit),
+            (serve.addr.as_str(), serve.max_limit)
+        );
+        assert_eq!(
+            from_file.catalog.asset_api_url.as_deref(),
+            Some(from_file.serve.public_url.as_str())
+        );
         figment::Jail::expect_with(|jail| {
             jail.set_env("ZARRSTAC_OUTPUT__CATALOG", "s3://bucket/stac");
             jail.set_env("ZARRSTAC_RUN__CONCURRENCY", "9");

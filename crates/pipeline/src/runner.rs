@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use zarrstac_io::Location;
-use zarrstac_model::Dataset;
 
 use crate::datasets::Rebuilds;
 use crate::failure::Failure;
@@ -215,57 +214,92 @@ impl Runner {
         sink: &dyn OutcomeSink,
         progress: &dyn Progress,
     ) -> anyhow::Result<Summary> {
-        let policy = &self.stages.config.run.retry;
         let mut summary = Summary::default();
         let staged = futures::stream::iter(requests)
             .map(|request| async move { self.stage(&request).await })
             .buffer_unordered(self.stages.config.run.concurrency.max(1));
         futures::pin_mut!(staged);
-        // Files of multi-file datasets, by (collection, dataset id).
+        // Files of multi-file datasets, by (collection, dataset id). A dataset gathering
+        // `run.max_files_per_rebuild` files is rebuilt with them at once, so that a
+        // backfill of 100,000 files of one dataset holds a bounded number of them.
+        let most = self.stages.config.run.max_files_per_rebuild.max(1);
         let mut datasets: BTreeMap<(String, String), Vec<Waiting>> = BTreeMap::new();
         while let Some(staging) = staged.next().await {
             match staging {
-                Staging::Member(w) => datasets
-                    .entry((w.member.collection.clone(), w.member.dataset_id.clone()))
-                    .or_default()
-                    .push(*w),
+                Staging::Member(w) => {
+                    let key = (w.member.collection.clone(), w.member.dataset_id.clone());
+                    let waiting = datasets.entry(key.clone()).or_default();
+                    waiting.push(*w);
+                    if waiting.len() >= most {
+                        let members = std::mem::take(waiting);
+                        self.rebuild_batch(key, members, sink, progress, &mut summary)
+                            .await?;
+                    }
+                }
                 Staging::Finished(finished) => {
                     self.report(&finished, sink, progress, &mut summary).await?
                 }
             }
         }
-        for ((collection, id), members) in datasets {
-            let files: Vec<Dataset> = members.iter().map(|w| w.member.dataset.clone()).collect();
-            let publication =
-                DatasetPublication::of_all(members.iter().map(|w| &w.member.publication));
-            let what = format!("rebuilding dataset {id}");
-            let result = policy
-                .run(&what, |_| {
-                    self.rebuilds.rebuild(
-                        &self.stages,
-                        &collection,
-                        &id,
-                        files.clone(),
-                        &publication,
-                    )
-                })
-                .await;
-            for w in members {
-                let r = match &result {
-                    Ok((changed, more)) => Ok((
-                        (collection.clone(), *changed || w.member.refs_changed),
-                        w.attempts + more - 1,
-                    )),
-                    Err((f, more)) => Err((f.clone(), w.attempts + more - 1)),
-                };
-                let finished = self.finished(&w.request, r);
-                self.report(&finished, sink, progress, &mut summary).await?;
+        for (key, members) in datasets {
+            if !members.is_empty() {
+                self.rebuild_batch(key, members, sink, progress, &mut summary)
+                    .await?;
             }
         }
         if let Err(f) = self.refresh().await {
             anyhow::bail!("{}", f.message);
         }
         Ok(summary)
+    }
+
+    /// Rebuilds a dataset with files of a batch and reports each file's outcome.
+    async fn rebuild_batch(
+        &self,
+        (collection, id): (String, String),
+        members: Vec<Waiting>,
+        sink: &dyn OutcomeSink,
+        progress: &dyn Progress,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let publication = DatasetPublication::of_all(members.iter().map(|w| &w.member.publication));
+        // The files move out of the waiting members (one copy, not two, while each
+        // attempt takes its own).
+        let mut files = Vec::with_capacity(members.len());
+        let mut waiting = Vec::with_capacity(members.len());
+        for w in members {
+            let Waiting {
+                request,
+                member,
+                attempts,
+            } = w;
+            files.push(member.dataset);
+            waiting.push((request, member.refs_changed, attempts));
+        }
+        let what = format!("rebuilding dataset {id}");
+        let result = self
+            .stages
+            .config
+            .run
+            .retry
+            .run(&what, |_| {
+                self.rebuilds
+                    .rebuild(&self.stages, &collection, &id, files.clone(), &publication)
+            })
+            .await;
+        drop(files);
+        for (request, refs_changed, attempts) in waiting {
+            let r = match &result {
+                Ok((changed, more)) => Ok((
+                    (collection.clone(), *changed || refs_changed),
+                    attempts + more - 1,
+                )),
+                Err((f, more)) => Err((f.clone(), attempts + more - 1)),
+            };
+            let finished = self.finished(&request, r);
+            self.report(&finished, sink, progress, summary).await?;
+        }
+        Ok(())
     }
 
     async fn report(

@@ -174,6 +174,14 @@ async fn one_batch_one_by_one_and_two_workers_give_identical_outputs() {
     }
     assert_same(&outputs("single").await, &reference, "one by one");
 
+    // One batch whose dataset is rebuilt every 4 files (run.max_files_per_rebuild).
+    batch_with("chunked", &shuffled, |c| c.run.max_files_per_rebuild = 4).await;
+    assert_same(
+        &outputs("chunked").await,
+        &reference,
+        "rebuilt 4 files at a time",
+    );
+
     // Two workers taking alternate files at once, sharing the stores.
     let (a, b) = (runner("two", None).await, runner("two", None).await);
     let (odd, even): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(k, _)| k % 2 == 1);

@@ -49,6 +49,8 @@ enum Command {
     Publish(commands::publish::PublishArgs),
     /// Run failed sources again: the dead-letter file of the embedded pipeline.
     Replay(commands::replay::ReplayArgs),
+    /// Serve the asset-list and asset-search API over the asset documents in pgstac.
+    Serve(commands::serve::ServeArgs),
     /// Validate STAC items, collections and catalogs offline against the vendored schemas.
     Validate(commands::validate::ValidateArgs),
 }
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => commands::validate::run(args),
             Command::Publish(args) => commands::publish::run(args).await,
             Command::Replay(args) => commands::replay::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
         }
     });
     drop(runtime);

@@ -5,6 +5,7 @@ pub mod item;
 pub mod publish;
 pub mod refs;
 pub mod replay;
+pub mod serve;
 pub mod validate;
 pub mod worker;
 
