@@ -234,15 +234,20 @@ impl AssetQuery {
         Ok(())
     }
 
-    /// The query as a JSON body (for the paging links of a POST).
-    pub fn to_body(&self, token: Option<&Token>) -> Value {
-        let mut body = serde_json::Map::new();
-        for (name, list) in [
+    /// The list parameters by name, in the order links repeat them.
+    fn lists(&self) -> [(&'static str, &Vec<String>); 4] {
+        [
             ("collections", &self.collections),
             ("items", &self.items),
             ("ids", &self.ids),
             ("roles", &self.roles),
-        ] {
+        ]
+    }
+
+    /// The query as a JSON body (for the paging links of a POST).
+    pub fn to_body(&self, token: Option<&Token>) -> Value {
+        let mut body = serde_json::Map::new();
+        for (name, list) in self.lists() {
             if !list.is_empty() {
                 body.insert(name.into(), serde_json::json!(list));
             }
@@ -268,12 +273,7 @@ impl AssetQuery {
     /// The query as query-string pairs (for the paging links of a GET).
     pub fn to_pairs(&self, token: Option<&Token>) -> Vec<(String, String)> {
         let mut pairs = Vec::new();
-        for (name, list) in [
-            ("collections", &self.collections),
-            ("items", &self.items),
-            ("ids", &self.ids),
-            ("roles", &self.roles),
-        ] {
+        for (name, list) in self.lists() {
             if !list.is_empty() {
                 pairs.push((name.to_string(), list.join(",")));
             }
