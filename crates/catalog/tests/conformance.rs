@@ -201,7 +201,9 @@ async fn asset_document_conformance(sink: Arc<dyn CatalogSink>) {
         put(after).await.is_none(),
         "the item's documents went with it"
     );
-    sink.refresh(std::slice::from_ref(&collection)).await.unwrap();
+    sink.refresh(std::slice::from_ref(&collection))
+        .await
+        .unwrap();
 }
 
 fn service(var: &str) -> Option<String> {
