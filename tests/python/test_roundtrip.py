@@ -13,7 +13,12 @@ import pytest
 import refcheck
 from conftest import ALL_SOURCES, GENERATED, file_url, source_id
 
-MODES = {"default": [], "all-referenced": ["--inline-threshold", "0"]}
+MODES = {"default": [], "all-referenced": ["--inline-threshold", "0"],
+         # The same references as kerchunk parquet, read through fsspec's LazyReferenceMapper
+         # (small records: variables with chunks over several reference files).
+         "parquet": ["--format", "kerchunk-parquet", "--record-size", "7"],
+         "parquet-all-referenced": ["--format", "kerchunk-parquet", "--record-size", "7",
+                                    "--inline-threshold", "0"]}
 
 
 def run_refs(zarrstac, source, out, args):
@@ -26,14 +31,18 @@ def run_refs(zarrstac, source, out, args):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("source", ALL_SOURCES, ids=source_id)
 def test_roundtrip(zarrstac, source, mode, tmp_path):
-    out = tmp_path / "refs.json"
+    parquet = mode.startswith("parquet")
+    out = tmp_path / ("refs.parq" if parquet else "refs.json")
     proc = run_refs(zarrstac, source, out, MODES[mode])
-    with open(out) as f:
-        doc = json.load(f)
-
-    # fixture paths are resolved (no symlinks): the tool's absolute URL is exactly this one
-    problems = refcheck.structure_problems(doc, file_url(source), os.path.getsize(source))
-    assert not problems, "\n".join(problems[:20])
+    if parquet:
+        meta = json.loads((out / ".zmetadata").read_text())
+        assert meta["record_size"] == 7 and ".zgroup" in meta["metadata"], sorted(meta)
+    else:
+        with open(out) as f:
+            doc = json.load(f)
+        # fixture paths are resolved (no symlinks): the tool's absolute URL is exactly this one
+        problems = refcheck.structure_problems(doc, file_url(source), os.path.getsize(source))
+        assert not problems, "\n".join(problems[:20])
 
     refused = refcheck.parse_refused(proc.stderr)
     for name, reason in refused.items():

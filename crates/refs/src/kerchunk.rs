@@ -268,7 +268,7 @@ fn float_json(f: f64) -> serde_json::Value {
     }
 }
 
-fn zarray_json(array: &Array) -> Result<String, String> {
+pub(crate) fn zarray_json(array: &Array) -> Result<String, String> {
     if array.chunk_shape.len() != array.shape.len() {
         return Err(format!(
             "chunk shape {:?} does not match shape {:?}",

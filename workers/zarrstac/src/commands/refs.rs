@@ -34,6 +34,20 @@ pub struct RefsArgs {
     /// Sources processed at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// kerchunk-json: one JSON document per source; kerchunk-parquet: a directory per
+    /// source (`.zmetadata` and `<variable>/refs.<n>.parq`, as fsspec's
+    /// LazyReferenceMapper reads it), for sources of very many chunks.
+    #[arg(long, default_value = "kerchunk-json", value_parser = ["kerchunk-json", "kerchunk-parquet"])]
+    format: String,
+    /// Chunks per parquet reference file (kerchunk-parquet).
+    #[arg(long, default_value_t = zarrstac_refs::parquet::DEFAULT_RECORD_SIZE, value_name = "CHUNKS")]
+    record_size: usize,
+}
+
+impl RefsArgs {
+    fn parquet(&self) -> bool {
+        self.format == "kerchunk-parquet"
+    }
 }
 
 /// The outcome of one source.
@@ -52,6 +66,10 @@ pub async fn run(args: RefsArgs) -> ExitCode {
     let several = args.sources.len() > 1;
     if several && args.output.is_none() {
         eprintln!("error: with several sources, -o/--output must name a directory");
+        return ExitCode::FAILURE;
+    }
+    if args.parquet() && args.output.is_none() {
+        eprintln!("error: kerchunk-parquet references are a directory: name it with -o/--output");
         return ExitCode::FAILURE;
     }
     let options = ScanOptions {
@@ -83,7 +101,8 @@ pub async fn run(args: RefsArgs) -> ExitCode {
                         .next()
                         .unwrap_or(&source)
                         .to_string();
-                    Some(dir.join(&format!("{name}.json")))
+                    let extension = if args.parquet() { "parq" } else { "json" };
+                    Some(dir.join(&format!("{name}.{extension}")))
                 }
                 None => match args.output.as_deref() {
                     Some(o) => match Location::parse(o) {
@@ -178,6 +197,28 @@ async fn one(
         .context("reading small chunks to inline")?;
     let inlined = started.elapsed();
     let report = zarrstac_refs::report(&dataset);
+    if args.parquet() {
+        let record_size = args.record_size;
+        let files = tokio::task::spawn_blocking(move || {
+            zarrstac_refs::parquet::kerchunk_parquet(&dataset, record_size)
+        })
+        .await??;
+        let root = target.context("kerchunk-parquet needs -o/--output")?;
+        write_store(&root, files).await?;
+        return Ok(Done {
+            source: source.to_string(),
+            report,
+            requests: reader.stats().requests(),
+            round_trips: reader.stats().round_trips(),
+            bytes_read: reader.stats().bytes(),
+            size: reader.size(),
+            stage_ms: [
+                scanned.as_millis(),
+                (inlined - scanned).as_millis(),
+                (started.elapsed() - inlined).as_millis(),
+            ],
+        });
+    }
     let bytes =
         tokio::task::spawn_blocking(move || zarrstac_refs::kerchunk_bytes(&dataset)).await??;
     match target {
@@ -207,4 +248,43 @@ async fn one(
             (started.elapsed() - inlined).as_millis(),
         ],
     })
+}
+
+/// Writes the files of a parquet reference store under `root`, replacing any reference
+/// files a previous run left there (a store with fewer records must not keep old ones).
+async fn write_store(root: &Location, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    let keep: std::collections::HashSet<String> = files
+        .iter()
+        .map(|(rel, _)| root.join(rel).path.to_string())
+        .collect();
+    let listed: Vec<object_store::ObjectMeta> = root
+        .store
+        .list(Some(&root.path))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("listing {}", root.url))?;
+    for meta in listed {
+        if meta.location.as_ref().ends_with(".parq") && !keep.contains(meta.location.as_ref()) {
+            root.store
+                .delete(&meta.location)
+                .await
+                .with_context(|| format!("removing {} of an earlier run", meta.location))?;
+        }
+    }
+    futures::stream::iter(files)
+        .map(|(rel, bytes)| async move {
+            let at = root.join(&rel);
+            at.store
+                .put(&at.path, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("writing {}", at.url))
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(())
 }
