@@ -205,34 +205,22 @@ async fn one(
         .await??;
         let root = target.context("kerchunk-parquet needs -o/--output")?;
         write_store(&root, files).await?;
-        return Ok(Done {
-            source: source.to_string(),
-            report,
-            requests: reader.stats().requests(),
-            round_trips: reader.stats().round_trips(),
-            bytes_read: reader.stats().bytes(),
-            size: reader.size(),
-            stage_ms: [
-                scanned.as_millis(),
-                (inlined - scanned).as_millis(),
-                (started.elapsed() - inlined).as_millis(),
-            ],
-        });
-    }
-    let bytes =
-        tokio::task::spawn_blocking(move || zarrstac_refs::kerchunk_bytes(&dataset)).await??;
-    match target {
-        Some(loc) => {
-            loc.store
-                .put(&loc.path, PutPayload::from(bytes))
-                .await
-                .with_context(|| format!("writing {}", loc.url))?;
-        }
-        None => {
-            use tokio::io::AsyncWriteExt;
-            let mut stdout = tokio::io::stdout();
-            stdout.write_all(&bytes).await?;
-            stdout.flush().await?;
+    } else {
+        let bytes =
+            tokio::task::spawn_blocking(move || zarrstac_refs::kerchunk_bytes(&dataset)).await??;
+        match target {
+            Some(loc) => {
+                loc.store
+                    .put(&loc.path, PutPayload::from(bytes))
+                    .await
+                    .with_context(|| format!("writing {}", loc.url))?;
+            }
+            None => {
+                use tokio::io::AsyncWriteExt;
+                let mut stdout = tokio::io::stdout();
+                stdout.write_all(&bytes).await?;
+                stdout.flush().await?;
+            }
         }
     }
     Ok(Done {
