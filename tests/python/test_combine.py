@@ -71,12 +71,16 @@ def record_count(files):
 
 # ------------------------------------------------------------------ the CMIP5 NetCDF-3 series
 
-@pytest.fixture(scope="module", params=[None, "0"], ids=["default-inline", "inline-threshold-0"])
+@pytest.fixture(scope="module", params=[None, "0", "parquet"],
+                ids=["default-inline", "inline-threshold-0", "kerchunk-parquet"])
 def series_refs(request, zarrstac, tmp_path_factory):
-    """The series combined; with threshold 0 every chunk is a byte range into the files."""
+    """The series combined; with threshold 0 every chunk is a byte range into the files;
+    as parquet, read through fsspec's LazyReferenceMapper (records of 100 chunks)."""
     assert len(SERIES) == 13
-    out = tmp_path_factory.mktemp("series") / "series.json"
-    args = [] if request.param is None else ["--inline-threshold", request.param]
+    parquet = request.param == "parquet"
+    out = tmp_path_factory.mktemp("series") / ("series.parq" if parquet else "series.json")
+    args = {None: [], "0": ["--inline-threshold", "0"],
+            "parquet": ["--format", "kerchunk-parquet", "--record-size", "100"]}[request.param]
     proc = combine(zarrstac, SERIES, out, *args)
     assert proc.returncode == 0, proc.stderr
     assert not error_lines(proc.stderr), proc.stderr

@@ -43,6 +43,13 @@ pub struct CombineArgs {
     /// The data node serving the files, named on each asset (`alternate:name`).
     #[arg(long, requires = "item")]
     data_node: Option<String>,
+    /// kerchunk-json: one JSON document per dataset; kerchunk-parquet: a directory per
+    /// dataset, as `refs --format kerchunk-parquet` writes it (not with --item yet).
+    #[arg(long, default_value = "kerchunk-json", value_parser = ["kerchunk-json", "kerchunk-parquet"])]
+    format: String,
+    /// Chunks per parquet reference file (kerchunk-parquet).
+    #[arg(long, default_value_t = zarrstac_refs::parquet::DEFAULT_RECORD_SIZE, value_name = "CHUNKS")]
+    record_size: usize,
     /// Group files whose attributes name no CMIP dataset by their path: `/`-separated
     /// literal parts and `{facet}` placeholders describing the path's tail, e.g.
     /// `{project}/{domain}/{institute}/{model}/{experiment}/{ensemble}/{rcm}/{version}/{frequency}/{variable}/{filename}`.
@@ -173,6 +180,13 @@ pub async fn run(args: CombineArgs) -> ExitCode {
             ..Default::default()
         },
     };
+    let parquet = args.format == "kerchunk-parquet";
+    if parquet && (args.item || args.output.is_none()) {
+        eprintln!(
+            "error: kerchunk-parquet references are a directory named by -o/--output, and --item does not take them yet"
+        );
+        return ExitCode::FAILURE;
+    }
     if several && args.output.is_none() {
         eprintln!(
             "error: the files form {} datasets ({}); -o must name a directory",
@@ -211,6 +225,36 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                     .is_some_and(|m| m.starts_with("combined time"))
             })
             .map_or(0, |a| a.shape[0]);
+        let extension = if parquet { "parq" } else { "json" };
+        let target = match (&args.output, several) {
+            (Some(o), true) => {
+                Location::parse(o).map(|l| Some(l.join(&format!("{id}.{extension}"))))
+            }
+            (Some(o), false) => Location::parse(o).map(Some),
+            (None, _) => Ok(None),
+        };
+        if parquet {
+            let outcome = match (
+                zarrstac_refs::parquet::kerchunk_parquet(&combined, args.record_size),
+                target,
+            ) {
+                (Ok(files), Ok(Some(root))) => super::write_parquet_store(&root, files).await,
+                (Err(e), _) => Err(anyhow::Error::from(e)),
+                (_, Err(e)) => Err(anyhow::Error::from(e)),
+                (_, Ok(None)) => Err(anyhow::anyhow!("kerchunk-parquet needs -o/--output")),
+            };
+            match outcome {
+                Ok(()) => {
+                    written += 1;
+                    eprintln!("combined {id}: {n} files, {records} time steps");
+                }
+                Err(e) => {
+                    refused += 1;
+                    eprintln!("error: {id}: {e:#}");
+                }
+            }
+            continue;
+        }
         let bytes = match zarrstac_refs::kerchunk_bytes(&combined) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -218,11 +262,6 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                 eprintln!("error: {id}: {e}");
                 continue;
             }
-        };
-        let target = match (&args.output, several) {
-            (Some(o), true) => Location::parse(o).map(|l| Some(l.join(&format!("{id}.json")))),
-            (Some(o), false) => Location::parse(o).map(Some),
-            (None, _) => Ok(None),
         };
         let result = match target {
             Ok(Some(loc)) => {

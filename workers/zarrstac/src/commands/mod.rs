@@ -90,3 +90,44 @@ pub fn add_store(item: &mut serde_json::Value, refs: &str, style: &str) {
         }
     }
 }
+
+/// Writes the files of a parquet reference store under `root`, replacing any reference
+/// files a previous run left there (a store with fewer records must not keep old ones).
+pub async fn write_parquet_store(
+    root: &zarrstac_io::Location,
+    files: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use futures::{StreamExt, TryStreamExt};
+    use object_store::{ObjectStoreExt, PutPayload};
+    let keep: std::collections::HashSet<String> = files
+        .iter()
+        .map(|(rel, _)| root.join(rel).path.to_string())
+        .collect();
+    let listed: Vec<object_store::ObjectMeta> = root
+        .store
+        .list(Some(&root.path))
+        .try_collect()
+        .await
+        .with_context(|| format!("listing {}", root.url))?;
+    for meta in listed {
+        if meta.location.as_ref().ends_with(".parq") && !keep.contains(meta.location.as_ref()) {
+            root.store
+                .delete(&meta.location)
+                .await
+                .with_context(|| format!("removing {} of an earlier run", meta.location))?;
+        }
+    }
+    futures::stream::iter(files)
+        .map(|(rel, bytes)| async move {
+            let at = root.join(&rel);
+            at.store
+                .put(&at.path, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("writing {}", at.url))
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}

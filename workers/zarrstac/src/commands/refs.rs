@@ -204,7 +204,7 @@ async fn one(
         })
         .await??;
         let root = target.context("kerchunk-parquet needs -o/--output")?;
-        write_store(&root, files).await?;
+        super::write_parquet_store(&root, files).await?;
     } else {
         let bytes =
             tokio::task::spawn_blocking(move || zarrstac_refs::kerchunk_bytes(&dataset)).await??;
@@ -236,43 +236,4 @@ async fn one(
             (started.elapsed() - inlined).as_millis(),
         ],
     })
-}
-
-/// Writes the files of a parquet reference store under `root`, replacing any reference
-/// files a previous run left there (a store with fewer records must not keep old ones).
-async fn write_store(root: &Location, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
-    let keep: std::collections::HashSet<String> = files
-        .iter()
-        .map(|(rel, _)| root.join(rel).path.to_string())
-        .collect();
-    let listed: Vec<object_store::ObjectMeta> = root
-        .store
-        .list(Some(&root.path))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing {}", root.url))?;
-    for meta in listed {
-        if meta.location.as_ref().ends_with(".parq") && !keep.contains(meta.location.as_ref()) {
-            root.store
-                .delete(&meta.location)
-                .await
-                .with_context(|| format!("removing {} of an earlier run", meta.location))?;
-        }
-    }
-    futures::stream::iter(files)
-        .map(|(rel, bytes)| async move {
-            let at = root.join(&rel);
-            at.store
-                .put(&at.path, PutPayload::from(bytes))
-                .await
-                .with_context(|| format!("writing {}", at.url))
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(())
 }
