@@ -233,8 +233,8 @@ pub async fn run(args: CombineArgs) -> ExitCode {
             (Some(o), false) => Location::parse(o).map(Some),
             (None, _) => Ok(None),
         };
-        if parquet {
-            let outcome = match (
+        let result = if parquet {
+            match (
                 zarrstac_refs::parquet::kerchunk_parquet(&combined, args.record_size),
                 target,
             ) {
@@ -242,57 +242,14 @@ pub async fn run(args: CombineArgs) -> ExitCode {
                 (Err(e), _) => Err(anyhow::Error::from(e)),
                 (_, Err(e)) => Err(anyhow::Error::from(e)),
                 (_, Ok(None)) => Err(anyhow::anyhow!("kerchunk-parquet needs -o/--output")),
-            };
-            match outcome {
-                Ok(()) => {
-                    written += 1;
-                    eprintln!("combined {id}: {n} files, {records} time steps");
-                }
-                Err(e) => {
-                    refused += 1;
-                    eprintln!("error: {id}: {e:#}");
-                }
             }
-            continue;
-        }
-        let bytes = match zarrstac_refs::kerchunk_bytes(&combined) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                refused += 1;
-                eprintln!("error: {id}: {e}");
-                continue;
-            }
-        };
-        let result = match target {
-            Ok(Some(loc)) => {
-                let written = loc
-                    .store
-                    .put(&loc.path, PutPayload::from(bytes))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url));
-                match written {
-                    Ok(()) if args.item => {
-                        let item = ItemPlace {
-                            refs: &loc,
-                            collection: args.collection.clone(),
-                        };
-                        write_item(&id, &members, &combined, item, &publishing).await
-                    }
-                    other => other,
+        } else {
+            match zarrstac_refs::kerchunk_bytes(&combined) {
+                Ok(bytes) => {
+                    write_json(bytes, target, &args, &id, &members, &combined, &publishing).await
                 }
+                Err(e) => Err(anyhow::Error::from(e)),
             }
-            Ok(None) => {
-                use tokio::io::AsyncWriteExt;
-                let mut out = tokio::io::stdout();
-                async {
-                    out.write_all(&bytes).await?;
-                    out.flush().await
-                }
-                .await
-                .map_err(anyhow::Error::from)
-            }
-            Err(e) => Err(anyhow::Error::from(e)),
         };
         match result {
             Ok(()) => {
@@ -312,6 +269,50 @@ pub async fn run(args: CombineArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Writes a dataset's combined JSON references where `target` says (standard output when
+/// it says nothing), and its item beside them with --item.
+async fn write_json(
+    bytes: Vec<u8>,
+    target: Result<Option<Location>, zarrstac_io::LocationError>,
+    args: &CombineArgs,
+    id: &str,
+    members: &[zarrstac_stac::netcdf::DatasetMember],
+    combined: &Dataset,
+    publishing: &Publishing,
+) -> anyhow::Result<()> {
+    match target {
+        Ok(Some(loc)) => {
+            let written = loc
+                .store
+                .put(&loc.path, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", loc.url));
+            match written {
+                Ok(()) if args.item => {
+                    let item = ItemPlace {
+                        refs: &loc,
+                        collection: args.collection.clone(),
+                    };
+                    write_item(id, members, combined, item, publishing).await
+                }
+                other => other,
+            }
+        }
+        Ok(None) => {
+            use tokio::io::AsyncWriteExt;
+            let mut out = tokio::io::stdout();
+            async {
+                out.write_all(&bytes).await?;
+                out.flush().await
+            }
+            .await
+            .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(anyhow::Error::from(e)),
     }
 }
 
